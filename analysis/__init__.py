@@ -1,0 +1,1 @@
+"""Study analysis: per-task metrics, superclass tables, permutation tests, figures, exports."""

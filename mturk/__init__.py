@@ -1,0 +1,1 @@
+"""Amazon Mechanical Turk: HIT publishing, assignment sync, payments, repeat-worker blocking."""

@@ -1,0 +1,1 @@
+"""Image archives (COCO format), class statistics, features, search and IQR re-ranking."""

@@ -1,0 +1,157 @@
+"""Archives mirroring the COCO format: images, categories, annotations, per-class statistics.
+
+One ``Archive`` may be filled from several COCO files (``instances_train2017.json`` and
+``instances_val2017.json`` give seed 001's ~123K images); COCO ids are unique per archive.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+
+class Archive(models.Model):
+    """A searchable collection of images, e.g. COCO train+val 2017 or a synthetic archive."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    statistics_updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ImageDirectory(models.Model):
+    """A folder holding image files of an archive (one per imported image folder)."""
+
+    archive = models.ForeignKey(Archive, on_delete=models.CASCADE, related_name="directories")
+    path = models.CharField(max_length=1000, help_text="Absolute path of the folder.")
+
+    class Meta:
+        verbose_name_plural = "image directories"
+        constraints = [
+            models.UniqueConstraint(fields=["archive", "path"], name="image_directory_once"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class ArchiveImport(models.Model):
+    """One successful import of a COCO instances file; its hash makes a re-import a no-op."""
+
+    archive = models.ForeignKey(Archive, on_delete=models.CASCADE, related_name="imports")
+    directory = models.ForeignKey(ImageDirectory, on_delete=models.PROTECT, related_name="imports")
+    source_path = models.CharField(max_length=1000)
+    sha256 = models.CharField(max_length=64)
+    file_size = models.BigIntegerField()
+    category_count = models.PositiveIntegerField()
+    image_count = models.PositiveIntegerField()
+    annotation_count = models.PositiveIntegerField()
+    seconds = models.FloatField(help_text="Wall-clock duration of the import.")
+    imported_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-imported_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["archive", "sha256"], name="archive_import_once"),
+            models.CheckConstraint(
+                condition=Q(seconds__gte=0), name="archive_import_seconds_gte_0"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.archive} <- {self.source_path}"
+
+
+class Category(models.Model):
+    """A COCO category of an archive, with statistics recomputed after every import.
+
+    ``clutter``: mean number of distinct categories in the images holding this one (seed 001,
+    section 5.1, "Confuser"); ``size``: mean instance area as a fraction of its image's area.
+    """
+
+    archive = models.ForeignKey(Archive, on_delete=models.CASCADE, related_name="categories")
+    coco_id = models.BigIntegerField()
+    name = models.CharField(max_length=200)
+    supercategory = models.CharField(max_length=200, blank=True)
+    instance_count = models.PositiveIntegerField(default=0)
+    image_count = models.PositiveIntegerField(default=0)
+    clutter = models.FloatField(null=True, blank=True)
+    size = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["archive", "coco_id"]
+        verbose_name_plural = "categories"
+        constraints = [
+            models.UniqueConstraint(fields=["archive", "coco_id"], name="category_coco_id_once"),
+            models.UniqueConstraint(fields=["archive", "name"], name="category_name_once"),
+            models.CheckConstraint(
+                condition=Q(size__isnull=True) | Q(size__gte=0), name="category_size_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(clutter__isnull=True) | Q(clutter__gte=1),
+                name="category_clutter_gte_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Image(models.Model):
+    """An archive image; the file is ``directory.path / file_name``."""
+
+    archive = models.ForeignKey(Archive, on_delete=models.CASCADE, related_name="images")
+    directory = models.ForeignKey(ImageDirectory, on_delete=models.PROTECT, related_name="images")
+    coco_id = models.BigIntegerField()
+    file_name = models.CharField(max_length=500)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    metadata = models.JSONField(default=dict, blank=True, help_text="Other COCO image fields.")
+
+    class Meta:
+        ordering = ["archive", "coco_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["archive", "coco_id"], name="image_coco_id_once"),
+            models.CheckConstraint(
+                condition=Q(width__gt=0) & Q(height__gt=0), name="image_size_gt_0"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.file_name
+
+
+class Annotation(models.Model):
+    """A COCO instance annotation: bbox in pixels ``(x, y, w, h)``, area in px^2."""
+
+    archive = models.ForeignKey(Archive, on_delete=models.CASCADE, related_name="annotations")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="annotations")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="annotations")
+    coco_id = models.BigIntegerField()
+    bbox_x = models.FloatField()
+    bbox_y = models.FloatField()
+    bbox_w = models.FloatField()
+    bbox_h = models.FloatField()
+    area = models.FloatField()
+    iscrowd = models.BooleanField(default=False)
+    segmentation = models.JSONField(
+        default=list, blank=True, help_text="Polygons [[x1, y1, ...], ...] or an RLE object."
+    )
+
+    class Meta:
+        ordering = ["archive", "coco_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["archive", "coco_id"], name="annotation_coco_id_once"),
+            models.CheckConstraint(
+                condition=Q(area__gte=0) & Q(bbox_w__gte=0) & Q(bbox_h__gte=0),
+                name="annotation_extent_gte_0",
+            ),
+        ]
+        indexes = [models.Index(fields=["archive", "category"], name="annotation_archive_cat")]
+
+    def __str__(self) -> str:
+        return f"{self.category_id}@{self.image_id}"

@@ -1,0 +1,1 @@
+"""Study models (studies, conditions, task pairs, assignments, events) live here."""

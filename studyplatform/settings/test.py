@@ -1,0 +1,28 @@
+"""Settings for the test suite: the base ones with a fixed key and fast hashing.
+
+The database comes from ``DATABASE_URL`` as everywhere else (CI points it at PostgreSQL); on
+SQLite the test database is a file, so a real Celery worker started by a test can open it too.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+from .base import *  # noqa: F403
+from .base import DATABASES, env_str
+
+SECRET_KEY = "test-only-key-not-secret-" + "x" * 40
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    _test_dir = Path(env_str("TEST_DATA_DIR", tempfile.gettempdir()))
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(_test_dir / f"studyplatform-test-{os.getpid()}.sqlite3"),
+    }
+
+# Tests give each test its own media folder (tests/conftest.py); this is only the fallback.
+MEDIA_ROOT = Path(tempfile.gettempdir()) / "studyplatform-test-media"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
