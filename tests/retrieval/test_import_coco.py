@@ -293,3 +293,33 @@ def test_a_missing_file_or_folder_is_named(tmp_path, synthetic_archive_small):
         import_coco("synth", tmp_path / "nope.json", synthetic_archive_small / "images")
     with pytest.raises(CommandError, match="image folder does not exist"):
         import_coco("synth", synthetic_archive_small / "instances.json", tmp_path / "nowhere")
+
+
+def test_a_database_error_mid_import_stops_the_parser_and_rolls_back(
+    monkeypatch, synthetic_archive_small
+):
+    import threading
+
+    from retrieval import services
+
+    calls = {"n": 0}
+    real_upsert = services._upsert
+
+    def failing_upsert(model, columns, rows):
+        calls["n"] += 1
+        if model is Annotation:
+            raise RuntimeError("disk full")
+        real_upsert(model, columns, rows)
+
+    monkeypatch.setattr(services, "_upsert", failing_upsert)
+    with pytest.raises(RuntimeError, match="disk full"):
+        services.archive_import_coco(
+            archive_name="synth",
+            instances_path=synthetic_archive_small / "instances.json",
+            image_dir=synthetic_archive_small / "images",
+            batch_size=10,
+        )
+
+    assert calls["n"] > 1  # images were written before the failure ...
+    assert table_snapshot()["images"] == []  # ... and rolled back with it
+    assert not [t for t in threading.enumerate() if t.name == "import-parser"]
