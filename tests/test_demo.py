@@ -105,7 +105,9 @@ def test_demo_serves_the_platform_and_the_printed_admin_login_works(tmp_path, br
         page.fill("#id_username", "admin")
         page.fill("#id_password", password + "x")
         page.click("input[type=submit]")
-        assert page.locator(".errornote").is_visible()
+        error = page.wait_for_selector(".errornote")
+        assert "correct username and password" in error.inner_text()
+        assert "/admin/login/" in page.url
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
