@@ -3,9 +3,9 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html
 
-from .models import Annotation, Archive, ArchiveImport, Category, Image, ImageDirectory
+from .models import Annotation, Archive, ArchiveImport, Category, FeatureSet, Image, ImageDirectory
 from .selectors import category_superclasses
-from .tasks import archive_statistics_refresh
+from .tasks import archive_statistics_refresh, features_extract
 
 
 class ArchiveImportInline(admin.TabularInline):
@@ -146,3 +146,66 @@ class AnnotationAdmin(admin.ModelAdmin):
 class ImageDirectoryAdmin(admin.ModelAdmin):
     list_display = ["path", "archive"]
     list_filter = ["archive"]
+
+
+@admin.register(FeatureSet)
+class FeatureSetAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "status",
+        "progress",
+        "dim",
+        "weights",
+        "n_failed",
+        "seconds_display",
+        "updated_at",
+    ]
+    list_filter = ["archive", "status"]
+    readonly_fields = [
+        "archive",
+        "backbone_config",
+        "config_key",
+        "weights_sha256",
+        "path",
+        "dim",
+        "n_rows",
+        "rows_done",
+        "status",
+        "failed_images",
+        "error",
+        "seconds",
+        "created_at",
+        "updated_at",
+    ]
+    actions = ["queue_extraction"]
+
+    def has_add_permission(self, request):
+        # Feature sets are made by `manage.py extract_features`, the API or a study, which
+        # validate the backbone config first.
+        return False
+
+    @admin.display(description="rows done")
+    def progress(self, obj):
+        percent = 100 * obj.rows_done / obj.n_rows if obj.n_rows else 0
+        return f"{obj.rows_done} / {obj.n_rows} ({percent:.0f}%)"
+
+    @admin.display(description="weights sha256")
+    def weights(self, obj):
+        return obj.weights_sha256[:12]
+
+    @admin.display(description="skipped images")
+    def n_failed(self, obj):
+        return len(obj.failed_images)
+
+    @admin.display(description="seconds", ordering="seconds")
+    def seconds_display(self, obj):
+        return f"{obj.seconds:.1f}"
+
+    @admin.action(description="Queue extraction (resumes where it stopped)")
+    def queue_extraction(self, request, queryset):
+        pending = queryset.exclude(status=FeatureSet.Status.DONE)
+        for feature_set in pending:
+            features_extract.delay_on_commit(feature_set.pk)
+        self.message_user(
+            request, f"Extraction queued for {pending.count()} feature set(s).", messages.INFO
+        )

@@ -4,6 +4,9 @@ One ``Archive`` may be filled from several COCO files (``instances_train2017.jso
 ``instances_val2017.json`` give seed 001's ~123K images); COCO ids are unique per archive.
 """
 
+from pathlib import Path
+
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -162,3 +165,66 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.category_id}@{self.image_id}"
+
+
+class FeatureSet(models.Model):
+    """Features of every image of an archive under one backbone configuration.
+
+    The features live on disk (``STUDYPLATFORM_DATA_DIR/features/<path>``): a float32 ``.npy``
+    array of shape (n_rows, dim), L1-normalised rows, memory-mapped when read, and beside it
+    ``.ids.npy``, the archive image id of each row. The backbone config and the hash of its
+    weights say exactly which model made them.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    archive = models.ForeignKey(Archive, on_delete=models.CASCADE, related_name="feature_sets")
+    backbone_config = models.JSONField()
+    config_key = models.CharField(
+        max_length=64, help_text="SHA-256 of the canonical backbone config; one set per config."
+    )
+    weights_sha256 = models.CharField(max_length=64, blank=True)
+    path = models.CharField(max_length=500, help_text="Relative to the features folder.")
+    dim = models.PositiveIntegerField(null=True, blank=True)
+    n_rows = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    failed_images = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="[[image id, reason], ...] of images that could not be read.",
+    )
+    error = models.TextField(blank=True)
+    seconds = models.FloatField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["archive", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["archive", "config_key"], name="feature_set_once"),
+            models.CheckConstraint(
+                condition=Q(rows_done__lte=models.F("n_rows")),
+                name="feature_set_rows_done_lte_n_rows",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        config = self.backbone_config
+        return (
+            f"{self.archive} / {config.get('name')}:{config.get('layer')} ({config.get('weights')})"
+        )
+
+    @property
+    def features_path(self) -> Path:
+        """The (n_rows, dim) float32 ``.npy`` file."""
+        return Path(settings.DATA_DIR) / "features" / self.path
+
+    @property
+    def ids_path(self) -> Path:
+        """The (n_rows,) int64 ``.npy`` file of image ids, one per row."""
+        return self.features_path.with_suffix(".ids.npy")

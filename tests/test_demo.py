@@ -99,6 +99,10 @@ def test_demo_serves_the_platform_and_the_printed_admin_login_works(tmp_path, br
             "img => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle()
         )
 
+        page.goto(f"http://127.0.0.1:{port}/admin/retrieval/featureset/")
+        assert page.locator("td.field-status").first.inner_text() == "Done"
+        assert page.locator("td.field-progress").first.inner_text() == "60 / 60 (100%)"
+
         # A wrong password is refused.
         page.context.clear_cookies()
         page.goto(f"http://127.0.0.1:{port}/admin/login/")

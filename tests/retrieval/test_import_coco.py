@@ -300,7 +300,7 @@ def test_a_database_error_mid_import_stops_the_parser_and_rolls_back(
 ):
     import threading
 
-    from retrieval import services
+    from retrieval.services import archives as services
 
     calls = {"n": 0}
     real_upsert = services._upsert

@@ -151,7 +151,9 @@ def test_one_million_rows_are_all_counted():
     result = class_statistics(image_ids, category_ids, areas, image_areas)
     assert len(result) == 80
     assert sum(s.instance_count for s in result.values()) == n
-    assert sum(s.image_count for s in result.values()) == len(np.unique(image_ids * 100 + category_ids))
+    assert sum(s.image_count for s in result.values()) == len(
+        np.unique(image_ids * 100 + category_ids)
+    )
 
 
 @pytest.mark.parametrize(

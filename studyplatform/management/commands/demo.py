@@ -5,17 +5,22 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from tqdm import tqdm
 
 from retrieval.services import archive_import_coco
+from retrieval.services.features import feature_set_extract, features_extract
 from retrieval.synthetic import generate_archive
 
 DEMO_ARCHIVE = "synthetic-demo"
+# The small CNN trained on the synthetic archive, shipped in fixtures/ (ImageNet weights cannot be
+# downloaded everywhere).
+DEMO_BACKBONE = {"name": "synthnet", "weights": "fixture"}
 
 
 class Command(BaseCommand):
     help = (
-        "Set up the embedded demo (database, a synthetic archive, an admin account with a fresh "
-        "password) and serve it on 127.0.0.1."
+        "Set up the embedded demo (database, a synthetic archive and its features, an admin account "
+        "with a fresh password) and serve it on 127.0.0.1."
     )
 
     def add_arguments(self, parser):
@@ -42,6 +47,17 @@ class Command(BaseCommand):
         record = result.record
         self.stdout.write(
             f"Archive {DEMO_ARCHIVE}: {record.image_count} images, {record.annotation_count} annotations"
+        )
+
+        feature_set, _ = features_extract(
+            archive=result.archive, backbone_config=DEMO_BACKBONE, enqueue=False
+        )
+        with tqdm(total=feature_set.n_rows, unit="img", desc="features", file=self.stderr) as bar:
+            feature_set = feature_set_extract(
+                feature_set=feature_set, progress=lambda done, total: bar.update(done - bar.n)
+            )
+        self.stdout.write(
+            f"Features: {feature_set.n_rows} x {feature_set.dim} ({feature_set.backbone_config['name']})"
         )
 
         password = secrets.token_urlsafe(12)

@@ -20,9 +20,9 @@ from django.db import connection, transaction
 from django.db.models import JSONField
 from django.utils import timezone
 
-from .coco import CocoFormatError, CocoReader, file_sha256
-from .models import Annotation, Archive, ArchiveImport, Category, Image, ImageDirectory
-from .statistics import class_statistics
+from ..coco import CocoFormatError, CocoReader, file_sha256
+from ..models import Annotation, Archive, ArchiveImport, Category, Image, ImageDirectory
+from ..statistics import class_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +108,7 @@ def archive_import_coco(
             (archive.pk, directory.pk, i.id, i.file_name, i.width, i.height, json.dumps(i.extra))
             for i in reader.images()
         )
-        image_count = 0
-        for rows in _prefetched(_batched(image_rows, batch_size)):
-            _upsert(Image, image_columns, rows)
-            image_count += len(rows)
+        image_count = _upsert_all(Image, image_columns, image_rows, batch_size)
         image_pk = dict(Image.objects.filter(archive=archive).values_list("coco_id", "pk"))
         log(f"{image_count} images")
 
@@ -142,10 +139,7 @@ def archive_import_coco(
             )
             for a in reader.annotations()
         )
-        annotation_count = 0
-        for rows in _prefetched(_batched(annotation_rows, batch_size)):
-            _upsert(Annotation, annotation_columns, rows)
-            annotation_count += len(rows)
+        annotation_count = _upsert_all(Annotation, annotation_columns, annotation_rows, batch_size)
         log(f"{annotation_count} annotations")
 
         archive_statistics_refresh(archive=archive)
@@ -164,6 +158,15 @@ def archive_import_coco(
         record.save()
     log(f"imported {path.name} into {archive} in {record.seconds:.1f} s")
     return ImportResult(archive=archive, record=record, skipped=False)
+
+
+def _upsert_all(model, columns: list[str], rows: Iterable[tuple], batch_size: int) -> int:
+    """Upsert every row, batch by batch, parsing ahead in a thread; returns the row count."""
+    count = 0
+    for batch in _prefetched(_batched(rows, batch_size)):
+        _upsert(model, columns, batch)
+        count += len(batch)
+    return count
 
 
 def _prefetched(batches: Iterator[list], depth: int = 2) -> Iterator[list]:

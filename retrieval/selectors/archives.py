@@ -1,4 +1,4 @@
-"""Reads of archives and their statistics."""
+"""Reads of archives and their class statistics."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from django.db.models import Count, QuerySet
 
-from .models import Archive, Category
-from .statistics import superclasses
+from ..models import Archive, Category
+from ..statistics import superclasses
 
 
 def archive_list() -> QuerySet[Archive]:

@@ -1,0 +1,62 @@
+"""Interactive Query Refinement over a feature set, with the session state kept by the caller.
+
+The session itself (``retrieval.iqr.IqrSession``, no Django) works on rows; this service maps
+archive image ids to rows and back, and keeps the state JSON so that a worker's IQR survives a
+server restart (the study app stores it with the search task).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..iqr import IqrSession
+from ..models import FeatureSet, Image
+from ..selectors.features import feature_set_arrays, feature_set_rows
+
+
+@dataclass(frozen=True)
+class IqrResult:
+    """``ranking``: image ids, best first, judged images excluded; ``state``: JSON-serialisable."""
+
+    ranking: list[int]
+    state: dict
+
+
+def iqr_start(*, feature_set: FeatureSet, query_image: Image, **session_options) -> dict:
+    """A new session's state for ``query_image`` (which counts as a positive)."""
+    features, _ = feature_set_arrays(feature_set=feature_set)
+    query_row = int(feature_set_rows(feature_set=feature_set, image_ids=[query_image.pk])[0])
+    session = IqrSession(features, query_row, **session_options)
+    return {"feature_set": feature_set.pk, "session": session.to_state()}
+
+
+def iqr_refine(
+    *,
+    feature_set: FeatureSet,
+    state: dict,
+    positives: Iterable[int] = (),
+    negatives: Iterable[int] = (),
+    unmark: Iterable[int] = (),
+) -> IqrResult:
+    """Record feedback (image ids) and re-rank with the HIK SVM.
+
+    Raises ``ValueError`` for images outside the feature set, a state made for another feature
+    set, or an image marked both relevant and not relevant; the state passed in is never changed.
+    """
+    if state.get("feature_set") != feature_set.pk:
+        raise ValueError(
+            f"IQR state belongs to feature set {state.get('feature_set')}, not {feature_set.pk}"
+        )
+    features, ids = feature_set_arrays(feature_set=feature_set)
+    rows = {
+        name: feature_set_rows(feature_set=feature_set, image_ids=values).tolist()
+        for name, values in (("positives", positives), ("negatives", negatives), ("unmark", unmark))
+    }
+    session = IqrSession.from_state(state["session"], features)
+    session.adjudicate(**rows)
+    ranking = session.refine()
+    return IqrResult(
+        ranking=[int(ids[row]) for row in ranking],
+        state={"feature_set": feature_set.pk, "session": session.to_state()},
+    )
