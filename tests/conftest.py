@@ -12,9 +12,21 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# Compute backends of the numeric code: numpy, torch on the CPU, torch on CUDA where present.
+BACKENDS = [
+    "numpy",
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+    ),
+]
 
 
 def service_missing(service: str, detail: str) -> None:
@@ -111,3 +123,15 @@ def synthetic_archive_small(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("synthetic-120")
     generate_archive(folder, n_images=120, seed=3)
     return folder
+
+
+@pytest.fixture
+def small_archive(db, synthetic_archive_small):
+    """The 120-image synthetic archive imported as "synth"."""
+    from retrieval.services import archive_import_coco
+
+    return archive_import_coco(
+        archive_name="synth",
+        instances_path=synthetic_archive_small / "instances.json",
+        image_dir=synthetic_archive_small / "images",
+    ).archive

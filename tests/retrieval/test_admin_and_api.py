@@ -8,18 +8,13 @@ import pytest
 from PIL import Image as PILImage
 
 from retrieval.models import Category, Image
-from retrieval.services import archive_import_coco
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def archive(synthetic_archive_small):
-    return archive_import_coco(
-        archive_name="synth",
-        instances_path=synthetic_archive_small / "instances.json",
-        image_dir=synthetic_archive_small / "images",
-    ).archive
+def archive(small_archive):
+    return small_archive
 
 
 def test_admin_lists_archives_with_counts(admin_client, archive):

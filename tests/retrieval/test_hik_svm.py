@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -18,15 +17,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.svm import SVC
 
 from retrieval.hik_svm import HikSvmReranker, hik_gram
-
-BACKENDS = [
-    "numpy",
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-    ),
-]
+from tests.conftest import BACKENDS
 
 
 def reference(X, y, T, C=2.0, positive_weight=None):

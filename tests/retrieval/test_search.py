@@ -9,18 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from retrieval.search import METRICS, distances, top_k, top_k_batch
-
-BACKENDS = [
-    "numpy",
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-    ),
-]
+from tests.conftest import BACKENDS
 
 
 def quantised_features(n_rows: int, n_dims: int, seed: int) -> np.ndarray:

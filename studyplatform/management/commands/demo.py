@@ -12,9 +12,9 @@ from retrieval.services.features import feature_set_extract, features_extract
 from retrieval.synthetic import generate_archive
 
 DEMO_ARCHIVE = "synthetic-demo"
-# The small CNN trained on the synthetic archive, shipped in fixtures/ (ImageNet weights cannot be
-# downloaded everywhere).
-DEMO_BACKBONE = {"name": "synthnet", "weights": "fixture"}
+# The small CNN trained on the synthetic archive at 128 px, shipped in fixtures/ (ImageNet
+# weights cannot be downloaded everywhere).
+DEMO_BACKBONE = {"name": "synthnet", "weights": "fixture", "image_size": 128}
 
 
 class Command(BaseCommand):
