@@ -11,5 +11,15 @@ urlpatterns = [
         apis.CategoryListApi.as_view(),
         name="category-list",
     ),
+    path(
+        "api/archives/<int:archive_id>/feature-sets/",
+        apis.FeatureSetListCreateApi.as_view(),
+        name="feature-set-list",
+    ),
+    path(
+        "api/feature-sets/<int:feature_set_id>/",
+        apis.FeatureSetDetailApi.as_view(),
+        name="feature-set-detail",
+    ),
     path("images/<int:pk>/thumbnail.jpg", views.thumbnail, name="image-thumbnail"),
 ]

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from django.db.models import Count, QuerySet
 
-from ..models import Archive, Category
+from ..models import Archive, Category, FeatureSet
 from ..statistics import superclasses
 
 
@@ -43,3 +43,8 @@ def category_superclasses(
             )
         chosen = [by_name[n] for n in wanted]
     return superclasses({c.name: c.clutter for c in chosen}, {c.name: c.size for c in chosen})
+
+
+def feature_set_list(*, archive: Archive) -> QuerySet[FeatureSet]:
+    """The archive's feature sets, newest first."""
+    return FeatureSet.objects.filter(archive=archive).order_by("-created_at")

@@ -276,3 +276,37 @@ def test_admin_lists_feature_sets_with_progress(admin_client, feature_set):
 
     assert response.status_code == 200
     assert "120 / 120 (100%)" in response.content.decode()
+
+
+def test_api_creates_a_feature_set_once_and_reports_its_progress(
+    admin_client, archive, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.DATA_DIR = tmp_path / "data"
+    url = f"/api/archives/{archive.pk}/feature-sets/"
+
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        first = admin_client.post(
+            url, {"backbone_config": FIXTURE}, content_type="application/json"
+        )
+    assert first.json()["status"] == "pending"
+    assert len(queued) == 1  # the task is sent only once the request's transaction commits
+    queued[0]()  # without a broker it runs in-process
+    again = admin_client.post(url, {"backbone_config": FIXTURE}, content_type="application/json")
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["id"] == again.json()["id"]
+    detail = admin_client.get(f"/api/feature-sets/{first.json()['id']}/").json()
+    assert (detail["status"], detail["rows_done"], detail["n_rows"]) == ("done", 120, 120)
+    assert [fs["id"] for fs in admin_client.get(url).json()] == [first.json()["id"]]
+
+
+def test_api_refuses_an_unknown_layer_and_creates_nothing(admin_client, archive):
+    response = admin_client.post(
+        f"/api/archives/{archive.pk}/feature-sets/",
+        {"backbone_config": {"name": "resnet50", "layer": "nolayer"}},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400
+    assert "nolayer" in response.json()["backbone_config"][0]
+    assert not FeatureSet.objects.exists()
