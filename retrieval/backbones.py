@@ -19,7 +19,6 @@ intersection distance; :func:`features_l1_normalise` makes them histograms.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from retrieval.files import file_sha256
 from retrieval.fixture_backbone import (
     FILE_FORMAT,
     SYNTHNET_MEAN,
@@ -353,15 +353,6 @@ def _imagenet_preprocess(entry: _Entry, image_size: int) -> ImagePreprocess:
 # ---------------------------------------------------------------------------
 # Weights.
 # ---------------------------------------------------------------------------
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def expected_imagenet_path(name: str) -> tuple[Path, str]:

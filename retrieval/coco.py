@@ -9,7 +9,6 @@ Memory is bounded by the sets of image and annotation ids (about 100 MB for COCO
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Iterator
@@ -57,14 +56,6 @@ class CocoAnnotation:
     area: float
     iscrowd: bool
     segmentation: Any
-
-
-def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _is_int(value: Any) -> bool:

@@ -11,10 +11,16 @@ import shutil
 import socket
 from pathlib import Path
 
+import hypothesis
 import pytest
 import torch
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+# CI explores the same examples every run (a red CI must be reproducible); elsewhere they vary.
+hypothesis.settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI") == "true":
+    hypothesis.settings.load_profile("ci")
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -20,7 +20,8 @@ from django.db import connection, transaction
 from django.db.models import JSONField
 from django.utils import timezone
 
-from ..coco import CocoFormatError, CocoReader, file_sha256
+from ..coco import CocoFormatError, CocoReader
+from ..files import file_sha256
 from ..models import Annotation, Archive, ArchiveImport, Category, Image, ImageDirectory
 from ..statistics import class_statistics
 

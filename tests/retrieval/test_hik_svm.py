@@ -31,7 +31,9 @@ def reference(X, y, T, C=2.0, positive_weight=None):
 
 
 def assert_close_to_reference(values, expected):
-    scale = max(np.ptp(expected), np.abs(expected).max(), 1e-12)
+    # Relative to the values' range; the 1e-3 floor (an absolute 1e-9) covers degenerate problems
+    # whose decision values are all float64 rounding noise around 0.
+    scale = max(np.ptp(expected), np.abs(expected).max(), 1e-3)
     np.testing.assert_allclose(values, expected, rtol=0, atol=1e-6 * scale)
 
 
