@@ -197,6 +197,7 @@ CELERY_TASK_QUEUES = (Queue("default"), Queue("gpu"))
 CELERY_TASK_ROUTES = {
     "retrieval.tasks.archive_*": {"queue": "default"},
     "retrieval.tasks.*": {"queue": "gpu"},
+    "explain.tasks.saliency_overlays_*": {"queue": "default"},
     "explain.tasks.*": {"queue": "gpu"},
     "mturk.tasks.*": {"queue": "default"},
     "analysis.tasks.*": {"queue": "default"},
@@ -232,5 +233,10 @@ LOGGING = {
 }
 
 # --- Platform -----------------------------------------------------------------------------------
+# Masked-image embeddings of SBSM (query-independent, float16), reused across queries and rounds.
+SALIENCY_CACHE_DIR = Path(
+    env_str("SALIENCY_CACHE_DIR", str(DATA_DIR / "cache" / "masked-embeddings"))
+)
+SALIENCY_CACHE_BYTES = env_int("SALIENCY_CACHE_BYTES", 10 * 1024**3)
 # Thumbnails shown in the admin and on task pages, longest side in pixels.
 THUMBNAIL_SIZE = env_int("THUMBNAIL_SIZE", 160)
