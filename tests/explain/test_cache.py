@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from explain.cache import MaskedEmbeddingCache, cache_key
 from explain.methods.sbsm import Sbsm
 from retrieval.backbones import features_l1_normalise
 from retrieval.search import distances
+from tests.explain.nets import tiny_cnn
 
 BACKBONE = {"name": "tiny", "layer": "pool", "size": 32}
 METHOD = {"method": "sbsm", "block": 8, "stride": 4, "fill": "zero_pixel"}
@@ -173,19 +173,6 @@ def test_concurrent_puts_of_one_key_leave_one_valid_file(tmp_path: Path) -> None
 # --------------------------------------------------------------------------------------------
 # float16 is precise enough for SBSM
 # --------------------------------------------------------------------------------------------
-
-
-def tiny_cnn(seed: int = 0) -> nn.Module:
-    """A seeded random CNN with non-negative 16-dim features (ReLU then average pooling)."""
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-    ).eval()
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -11,26 +11,13 @@ import pytest
 import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter1d
-from torch import nn
 
 from explain.masks import block_positions, sliding_block_masks
 from explain.methods.sbsm import Sbsm
+from tests.explain.nets import tiny_cnn
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-
-
-def tiny_cnn(seed: int = 0) -> nn.Module:
-    """A seeded random CNN with non-negative 16-dim features (ReLU then average pooling)."""
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-    ).eval()
 
 
 def mean_colour(batch: torch.Tensor) -> torch.Tensor:

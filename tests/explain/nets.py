@@ -1,0 +1,17 @@
+"""Tiny seeded networks shared by the explain tests (no download, no GPU)."""
+
+import torch
+from torch import nn
+
+
+def tiny_cnn(seed: int = 0) -> nn.Module:
+    """A seeded random CNN with non-negative 16-dim features (ReLU then average pooling)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    ).eval()
