@@ -4,7 +4,7 @@ Generates a COCO-format file shaped like ``instances_train2017.json`` (by defaul
 850,000 annotations with polygon segmentations, 80 categories, categories *after* annotations as in
 the real file; no image files), imports it with ``manage.py import_coco`` in a fresh process on an
 empty database, and prints, in one run, our wall time and peak resident memory beside the peer's
-and beside the limits of the foundation issue (3 minutes, 2 GB), as ratios.
+and beside the platform's limits for it (3 minutes, 2 GB), as ratios.
 
 The peer is ``json.load`` of the same file, the first step of ``pycocotools.coco.COCO`` (which
 reads the whole file into memory before indexing it); it parses only and writes nothing.
