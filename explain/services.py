@@ -134,7 +134,8 @@ def saliency_maps_compute(
                 pair[0], pair[1], masked, image_shape=tuple(result_tensor.shape[1:])
             )
         else:
-            saliency = method.explain(backbone.model, query_tensor, result_tensor[None])[0]
+            # The backbone itself: some methods (SAM) need its feature_map as well.
+            saliency = method.explain(backbone, query_tensor, result_tensor[None])[0]
         raw_key = _store(
             f"saliency/{feature_set.pk}/{key[:16]}/{query.pk}/{result.pk}.npy",
             map_to_npy_bytes(saliency),

@@ -15,3 +15,20 @@ def tiny_cnn(seed: int = 0) -> nn.Module:
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
     ).eval()
+
+
+class WithFeatureMap:
+    """An embed that also gives its last spatial feature map, as ``retrieval.backbones.Backbone``.
+
+    ``net`` maps (B, 3, H, W) to (B, D); its first ``spatial_layers`` layers give (B, C, h, w).
+    """
+
+    def __init__(self, net: nn.Sequential, spatial_layers: int) -> None:
+        self.model = net
+        self._spatial = net[:spatial_layers]
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch)
+
+    def feature_map(self, batch: torch.Tensor) -> torch.Tensor:
+        return self._spatial(batch)

@@ -17,19 +17,27 @@ from explain.registry import (
     method_from_config,
     register_method,
 )
+from tests.explain.nets import WithFeatureMap
 
 # Parameters that keep each method fast on 32 x 32 images; every registered method needs one.
-SMALL = {"sbsm": {"block": 8, "stride": 4, "batch_size": 16}}
+SMALL = {
+    "sbsm": {"block": 8, "stride": 4, "batch_size": 16},
+    "occlusion": {"window": 8, "stride": 8, "batch_size": 16},
+    "rise": {"n_masks": 40, "grid": 4, "batch_size": 16},
+    "sam": {"batch_size": 2},
+}
 
 
-def tiny_cnn() -> nn.Module:
+def tiny_cnn() -> WithFeatureMap:
+    """A seeded CNN embed with a (4, 32, 32) feature map (for SAM) and 16-dim features."""
     torch.manual_seed(0)
-    return nn.Sequential(
+    net = nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1),
         nn.ReLU(),
         nn.AdaptiveAvgPool2d(2),
         nn.Flatten(),
     ).eval()
+    return WithFeatureMap(net, spatial_layers=2)
 
 
 def small_method(name: str) -> SimilaritySaliency:

@@ -164,3 +164,21 @@ def test_admin_lists_maps_with_their_overlays(admin_client, feature_set, images)
 
     assert body.count('alt="saliency overlay"') == 2
     assert default_storage.url(SaliencyMap.objects.first().overlay_key) in body
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"method": "sam"},
+        {"method": "rise", "n_masks": 40, "grid": 4},
+        {"method": "occlusion", "window": 32, "stride": 32},
+    ],
+)
+def test_every_other_method_runs_through_the_same_service(feature_set, images, config):
+    row = saliency_maps_compute(
+        feature_set=feature_set, query=images[0], results=[images[1]], method_config=config
+    )[0]
+
+    assert row.method == config["method"]
+    assert stored_map(row).shape == (128, 128)
+    assert not row.from_cache
