@@ -118,3 +118,32 @@ class SimilaritySaliency(abc.ABC):
     def __repr__(self) -> str:
         params = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
         return f"{type(self).__name__}({params})"
+
+
+def embed_in_batches(embed: Embed, images: torch.Tensor, batch_size: int) -> np.ndarray:
+    """``embed`` over ``images`` of shape (B, 3, H, W), ``batch_size`` at a time.
+
+    Returns
+    -------
+    ndarray of shape (B, D), float32, finite
+
+    Raises
+    ------
+    ValueError
+        If ``embed`` returns anything but a finite (b, D) tensor for a batch of b images.
+    """
+    parts = []
+    for start in range(0, images.shape[0], batch_size):
+        batch = images[start : start + batch_size]
+        with torch.inference_mode():
+            features = embed(batch)
+        if not isinstance(features, torch.Tensor) or features.ndim != 2:
+            shape = tuple(getattr(features, "shape", ()))
+            raise ValueError(f"embed must return a (B, D) tensor, got shape {shape}")
+        if features.shape[0] != batch.shape[0]:
+            raise ValueError(f"embed returned {features.shape[0]} rows for {batch.shape[0]} images")
+        parts.append(features.detach().to("cpu", torch.float32).numpy())
+    out = np.concatenate(parts)
+    if not np.isfinite(out).all():
+        raise ValueError("embed returned NaN or infinite features")
+    return out

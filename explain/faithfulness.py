@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from explain.base import Embed, SimilaritySaliency
+from explain.base import Embed, SimilaritySaliency, embed_in_batches
 from retrieval.backbones import features_l1_normalise
 from retrieval.search import METRICS, distances
 
@@ -227,24 +227,6 @@ def _device_of(embed: Embed, fallback: torch.device) -> torch.device:
     return fallback
 
 
-def _embed(embed: Embed, images: torch.Tensor, batch_size: int) -> np.ndarray:
-    parts = []
-    for start in range(0, images.shape[0], batch_size):
-        batch = images[start : start + batch_size]
-        with torch.inference_mode():
-            features = embed(batch)
-        if not isinstance(features, torch.Tensor) or features.ndim != 2:
-            shape = tuple(getattr(features, "shape", ()))
-            raise ValueError(f"embed must return a (B, D) tensor, got shape {shape}")
-        if features.shape[0] != batch.shape[0]:
-            raise ValueError(f"embed returned {features.shape[0]} rows for {batch.shape[0]} images")
-        parts.append(features.detach().to("cpu", torch.float64).numpy())
-    out = np.concatenate(parts)
-    if not np.isfinite(out).all():
-        raise ValueError("embed returned NaN or infinite features")
-    return out
-
-
 def _similarity(query: np.ndarray, rows: np.ndarray, distance: str) -> np.ndarray:
     """Similarity of each row (n, D) to ``query`` (D,), float64, as in the module docstring."""
     if distance == "hik":
@@ -276,7 +258,9 @@ def _censor(
         index = torch.as_tensor(top, device=device)
         censored[i][:, index] = fill_values
     censored = censored.reshape(n, channels, height, width)
-    features = _embed(embed, torch.cat([query[None].to(device), results, censored]), batch_size)
+    features = embed_in_batches(
+        embed, torch.cat([query[None].to(device), results, censored]), batch_size
+    ).astype(np.float64)
     query_features, before, after = features[0], features[1 : n + 1], features[n + 1 :]
     return _similarity(query_features, before, distance) - _similarity(
         query_features, after, distance

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from explain.base import Embed, SimilaritySaliency
+from explain.base import Embed, SimilaritySaliency, embed_in_batches
 from explain.masks import axis_cover, block_positions, check_block_stride
 from explain.methods.sbsm import _device_of
 from explain.registry import register_method
@@ -37,7 +37,6 @@ __all__ = [
     "Occlusion",
     "check_batch_size",
     "check_distance",
-    "embed_in_batches",
     "query_distances",
 ]
 
@@ -54,35 +53,6 @@ def check_distance(distance: object) -> str:
     if distance not in METRICS:
         raise ValueError(f"unknown distance {distance!r}; valid: {list(METRICS)}")
     return distance  # type: ignore[return-value]
-
-
-def embed_in_batches(embed: Embed, images: torch.Tensor, batch_size: int) -> np.ndarray:
-    """``embed`` over ``images`` of shape (B, 3, H, W), ``batch_size`` at a time.
-
-    Returns
-    -------
-    ndarray of shape (B, D), float32, finite
-
-    Raises
-    ------
-    ValueError
-        If ``embed`` returns anything but a finite (b, D) tensor for a batch of b images.
-    """
-    parts = []
-    for start in range(0, images.shape[0], batch_size):
-        batch = images[start : start + batch_size]
-        with torch.inference_mode():
-            features = embed(batch)
-        if not isinstance(features, torch.Tensor) or features.ndim != 2:
-            shape = tuple(getattr(features, "shape", ()))
-            raise ValueError(f"embed must return a (B, D) tensor, got shape {shape}")
-        if features.shape[0] != batch.shape[0]:
-            raise ValueError(f"embed returned {features.shape[0]} rows for {batch.shape[0]} images")
-        parts.append(features.detach().to("cpu", torch.float32).numpy())
-    out = np.concatenate(parts)
-    if not np.isfinite(out).all():
-        raise ValueError("embed returned NaN or infinite features")
-    return out
 
 
 def query_distances(query: np.ndarray, features: np.ndarray, distance: str) -> np.ndarray:

@@ -36,11 +36,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from explain.base import Embed, SimilaritySaliency
+from explain.base import Embed, SimilaritySaliency, embed_in_batches
 from explain.methods.occlusion import (
     check_batch_size,
     check_distance,
-    embed_in_batches,
     query_distances,
 )
 from explain.methods.sbsm import _device_of

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike
 from torch import nn
 
-from explain.base import Embed, SimilaritySaliency
+from explain.base import Embed, SimilaritySaliency, embed_in_batches
 from explain.masks import axis_cover, block_positions, check_block_stride
 from explain.registry import register_method
 from retrieval.backbones import features_l1_normalise
@@ -149,9 +149,9 @@ class Sbsm(SimilaritySaliency):
 
     def _explain(self, embed: Embed, query: torch.Tensor, results: torch.Tensor) -> np.ndarray:
         device = _device_of(embed, results.device)
-        query_embedding = self._embed_batches(embed, query[None].to(device))[0]
+        query_embedding = embed_in_batches(embed, query[None].to(device), self.batch_size)[0]
         # Eq. 3: f(A) once per result, all results in batches of batch_size.
-        result_embeddings = self._embed_batches(embed, results.to(device))
+        result_embeddings = embed_in_batches(embed, results.to(device), self.batch_size)
         image_shape = tuple(results.shape[2:])
         maps = np.empty((results.shape[0], *image_shape), dtype=np.float32)
         for i, result in enumerate(results):
@@ -200,7 +200,7 @@ class Sbsm(SimilaritySaliency):
                 batch[j, :, top : top + b, left : left + b] = fill[
                     :, top : top + b, left : left + b
                 ]
-            features = self._embed(embed, batch)
+            features = embed_in_batches(embed, batch, self.batch_size)
             if out is None:
                 out = np.empty((len(positions), features.shape[1]), dtype=np.float32)
             out[start : start + len(chunk)] = features
@@ -229,26 +229,6 @@ class Sbsm(SimilaritySaliency):
         x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
         x = F.conv2d(x, kernel.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
         return x[0]
-
-    def _embed(self, embed: Embed, batch: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            features = embed(batch)
-        if not isinstance(features, torch.Tensor) or features.ndim != 2:
-            shape = tuple(getattr(features, "shape", ()))
-            raise ValueError(f"embed must return a (B, D) tensor, got shape {shape}")
-        if features.shape[0] != batch.shape[0]:
-            raise ValueError(f"embed returned {features.shape[0]} rows for {batch.shape[0]} images")
-        features = features.detach().to("cpu", torch.float32).numpy()
-        if not np.isfinite(features).all():
-            raise ValueError("embed returned NaN or infinite features")
-        return features
-
-    def _embed_batches(self, embed: Embed, images: torch.Tensor) -> np.ndarray:
-        parts = [
-            self._embed(embed, images[start : start + self.batch_size])
-            for start in range(0, images.shape[0], self.batch_size)
-        ]
-        return np.concatenate(parts)
 
     # ----------------------------------------------------------------------------------------
     # Query-dependent half: Eq. 1-4 from embeddings
