@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import abc
 import inspect
+import itertools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 __all__ = ["Embed", "SimilaritySaliency"]
 
@@ -147,3 +149,12 @@ def embed_in_batches(embed: Embed, images: torch.Tensor, batch_size: int) -> np.
     if not np.isfinite(out).all():
         raise ValueError("embed returned NaN or infinite features")
     return out
+
+
+def embed_device(embed: Embed, fallback: torch.device) -> torch.device:
+    """The device of ``embed``'s weights (an ``nn.Module`` or an object with a ``.model``)."""
+    module = embed if isinstance(embed, nn.Module) else getattr(embed, "model", None)
+    if isinstance(module, nn.Module):
+        for tensor in itertools.chain(module.parameters(), module.buffers()):
+            return tensor.device
+    return fallback

@@ -26,15 +26,13 @@ No Django here (STYLE habit 9).
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from explain.base import Embed, SimilaritySaliency, embed_in_batches
+from explain.base import Embed, SimilaritySaliency, embed_device, embed_in_batches
 from retrieval.backbones import features_l1_normalise
 from retrieval.search import METRICS, distances
 
@@ -219,14 +217,6 @@ def _fill_values(fill: str, mean, std, dtype, device) -> torch.Tensor:
     raise ValueError(f"unknown fill {fill!r}; valid: {list(CENSOR_FILLS)}")
 
 
-def _device_of(embed: Embed, fallback: torch.device) -> torch.device:
-    module = embed if isinstance(embed, nn.Module) else getattr(embed, "model", None)
-    if isinstance(module, nn.Module):
-        for tensor in itertools.chain(module.parameters(), module.buffers()):
-            return tensor.device
-    return fallback
-
-
 def _similarity(query: np.ndarray, rows: np.ndarray, distance: str) -> np.ndarray:
     """Similarity of each row (n, D) to ``query`` (D,), float64, as in the module docstring."""
     if distance == "hik":
@@ -244,7 +234,7 @@ def _censor(
         raise ValueError(f"unknown distance {distance!r}; valid: {list(METRICS)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    device = _device_of(embed, results.device)
+    device = embed_device(embed, results.device)
     results = results.to(device)
     n, channels, height, width = results.shape
     fill_values = _fill_values(fill, mean, std, results.dtype, device)

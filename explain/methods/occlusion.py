@@ -26,9 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from explain.base import Embed, SimilaritySaliency, embed_in_batches
+from explain.base import Embed, SimilaritySaliency, embed_device, embed_in_batches
 from explain.masks import axis_cover, block_positions, check_block_stride
-from explain.methods.sbsm import _device_of
 from explain.registry import register_method
 from retrieval.backbones import features_l1_normalise
 from retrieval.search import METRICS, distances
@@ -121,7 +120,7 @@ class Occlusion(SimilaritySaliency):
         height, width = (int(v) for v in results.shape[2:])
         if self.window > min(height, width):
             raise ValueError(f"window ({self.window}) is larger than the images ({height}x{width})")
-        device = _device_of(embed, results.device)
+        device = embed_device(embed, results.device)
         query_embedding = embed_in_batches(embed, query[None].to(device), self.batch_size)[0]
         result_embeddings = embed_in_batches(embed, results.to(device), self.batch_size)
         positions = block_positions(height, width, block=self.window, stride=self.stride)

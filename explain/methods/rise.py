@@ -36,13 +36,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from explain.base import Embed, SimilaritySaliency, embed_in_batches
+from explain.base import Embed, SimilaritySaliency, embed_device, embed_in_batches
 from explain.methods.occlusion import (
     check_batch_size,
     check_distance,
     query_distances,
 )
-from explain.methods.sbsm import _device_of
 from explain.registry import register_method
 
 __all__ = ["Rise", "rise_masks"]
@@ -167,7 +166,7 @@ class Rise(SimilaritySaliency):
         height, width = (int(v) for v in results.shape[2:])
         if self.grid > min(height, width):
             raise ValueError(f"grid ({self.grid}) is larger than the images ({height}x{width})")
-        device = _device_of(embed, results.device)
+        device = embed_device(embed, results.device)
         query_embedding = embed_in_batches(embed, query[None].to(device), self.batch_size)[0]
         cell = (math.ceil(height / self.grid), math.ceil(width / self.grid))
         cells, shifts = _draw(self.n_masks, self.grid, self.keep_probability, self.seed, cell)

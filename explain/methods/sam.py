@@ -40,9 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from explain.base import Embed, SimilaritySaliency
+from explain.base import Embed, SimilaritySaliency, embed_device
 from explain.methods.occlusion import check_batch_size
-from explain.methods.sbsm import _device_of
 from explain.registry import register_method
 
 __all__ = ["Sam", "sam_maps"]
@@ -125,7 +124,7 @@ class Sam(SimilaritySaliency):
         self.batch_size = check_batch_size(batch_size)
 
     def _explain(self, embed: Embed, query: torch.Tensor, results: torch.Tensor) -> np.ndarray:
-        device = _device_of(embed, results.device)
+        device = embed_device(embed, results.device)
         query_map = _feature_map(embed, query[None].to(device))[0]
         image_shape = (int(results.shape[2]), int(results.shape[3]))
         parts = [

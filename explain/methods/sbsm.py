@@ -30,7 +30,6 @@ No Django here (STYLE habit 9).
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
@@ -38,9 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from numpy.typing import ArrayLike
-from torch import nn
 
-from explain.base import Embed, SimilaritySaliency, embed_in_batches
+from explain.base import Embed, SimilaritySaliency, embed_device, embed_in_batches
 from explain.masks import axis_cover, block_positions, check_block_stride
 from explain.registry import register_method
 from retrieval.backbones import features_l1_normalise
@@ -65,15 +63,6 @@ def _check_channels(name: str, values: Sequence[float], *, positive: bool) -> tu
     if positive and min(floats) <= 0:
         raise ValueError(f"{name} must be > 0, got {values!r}")
     return floats
-
-
-def _device_of(embed: Embed, fallback: torch.device) -> torch.device:
-    """The device of ``embed``'s weights (an ``nn.Module`` or an object with a ``.model``)."""
-    module = embed if isinstance(embed, nn.Module) else getattr(embed, "model", None)
-    if isinstance(module, nn.Module):
-        for tensor in itertools.chain(module.parameters(), module.buffers()):
-            return tensor.device
-    return fallback
 
 
 @register_method("sbsm")
@@ -148,7 +137,7 @@ class Sbsm(SimilaritySaliency):
     # ----------------------------------------------------------------------------------------
 
     def _explain(self, embed: Embed, query: torch.Tensor, results: torch.Tensor) -> np.ndarray:
-        device = _device_of(embed, results.device)
+        device = embed_device(embed, results.device)
         query_embedding = embed_in_batches(embed, query[None].to(device), self.batch_size)[0]
         # Eq. 3: f(A) once per result, all results in batches of batch_size.
         result_embeddings = embed_in_batches(embed, results.to(device), self.batch_size)
@@ -184,7 +173,7 @@ class Sbsm(SimilaritySaliency):
         if not callable(embed):
             raise ValueError(f"embed must be callable, got {type(embed).__name__}")
         self._check_images("result", result, batched=False)
-        return self._masked_embeddings(embed, result.to(_device_of(embed, result.device)))
+        return self._masked_embeddings(embed, result.to(embed_device(embed, result.device)))
 
     def _masked_embeddings(self, embed: Embed, result: torch.Tensor) -> np.ndarray:
         height, width = result.shape[1:]
