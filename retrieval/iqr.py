@@ -76,7 +76,9 @@ class IqrSession:
     positive_weight : "auto" or float, default "auto"
         Relevant-class weight; "auto" is SMQTK's ``max(1, n_neg / n_pos)``.
     device : None, "numpy", "cpu" or "cuda"
-        Backend for the nearest-neighbour scans and the SVM scoring (see :mod:`retrieval.search`).
+        Backend for the nearest-neighbour scans and the SVM scoring (see :mod:`retrieval.search`
+        and :class:`retrieval.hik_svm.HikSvmReranker`). None: CUDA when available; else numpy
+        for the scans and, for the SVM, the compiled numba kernel (numpy without numba).
 
     Raises
     ------
@@ -287,8 +289,10 @@ class IqrSession:
         if self.query_row is not None:
             judged.add(self.query_row)
         candidates = pool[~np.isin(pool, np.fromiter(judged, dtype=np.int64, count=len(judged)))]
-        if self.working_set == "all" and candidates.size == self.features.shape[0]:
-            scores = model.decision_function(self.features)
+        if self.working_set == "all":
+            # The whole archive in one fused pass over the feature matrix (a memmap is read in
+            # place); the few judged rows are dropped afterwards rather than copying the rest.
+            scores = model.decision_function(self.features)[candidates]
         else:
             scores = model.decision_function(_RowView(self.features, candidates))
         # Decreasing score, ties by lower row: candidates are ascending, the sort is stable.

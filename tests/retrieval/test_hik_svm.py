@@ -1,11 +1,14 @@
-"""`retrieval.hik_svm`: the Maji-table HIK SVM agrees with scikit-learn's precomputed-kernel SVC.
+"""`retrieval.hik_svm`: the fast HIK SVM agrees with scikit-learn's precomputed-kernel SVC.
 
-One contract for every scoring backend: decision values equal
-``SVC(kernel="precomputed").decision_function`` on the HIK Gram matrix to 1e-6 of the value range,
-on random, clustered and degenerate data (hypothesis).
+One contract for every scoring backend (numpy tables, torch tables, the compiled numba kernel):
+decision values equal ``SVC(kernel="precomputed").decision_function`` on the HIK Gram matrix to
+1e-6 of the value range, on random, clustered and degenerate data (hypothesis) and on features of
+the synthetic archive.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
@@ -16,8 +19,17 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.svm import SVC
 
+from retrieval import hik_svm as hik_module
 from retrieval.hik_svm import HikSvmReranker, hik_gram
 from tests.conftest import BACKENDS
+
+HAS_NUMBA = hik_module._compiled_kernel() is not None
+NUMBA = pytest.param(
+    "numba", marks=pytest.mark.skipif(not HAS_NUMBA, reason="numba is not installed")
+)
+# Every scoring backend: numpy, torch on the CPU (and CUDA where present), the numba kernel.
+SCORING_BACKENDS = [*BACKENDS, NUMBA]
+CPU_BACKENDS = ["numpy", "cpu", NUMBA]
 
 
 def reference(X, y, T, C=2.0, positive_weight=None):
@@ -52,7 +64,7 @@ def clustered(rng, n_rows, n_dims, n_clusters=5):
 # ----------------------------------------------------------------------------- the contract
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", SCORING_BACKENDS)
 @pytest.mark.parametrize("data", ["random", "clustered"])
 @pytest.mark.parametrize("n_dims", [1, 5, 300])
 def test_decision_values_equal_scikit_learn(backend, data, n_dims):
@@ -70,7 +82,7 @@ def test_decision_values_equal_scikit_learn(backend, data, n_dims):
     assert_close_to_reference(values, reference(X, y, T))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", SCORING_BACKENDS)
 def test_sign_convention_higher_is_more_relevant(backend):
     rng = np.random.default_rng(1)
     rows, labels = clustered(rng, 200, 32, n_clusters=2)
@@ -79,7 +91,7 @@ def test_sign_convention_higher_is_more_relevant(backend):
     assert values[y == 1].min() > values[y == 0].max()
 
 
-@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_a_memmap_is_scored_like_an_array(tmp_path, backend):
     rng = np.random.default_rng(2)
     X, T = l1_rows(rng, 12, 64), l1_rows(rng, 1000, 64)
@@ -95,9 +107,10 @@ def test_backends_and_chunk_sizes_agree():
     X, T = l1_rows(rng, 30, 100), l1_rows(rng, 777, 100)
     y = (rng.random(30) < 0.4).astype(np.int64)
     y[:2] = [0, 1]
+    devices = ("numpy", "cpu", "numba") if HAS_NUMBA else ("numpy", "cpu")
     values = [
         HikSvmReranker(device=device, chunk_rows=rows).fit(X, y).decision_function(T)
-        for device in ("numpy", "cpu")
+        for device in devices
         for rows in (1, 50, None)
     ]
     for other in values[1:]:
@@ -123,7 +136,10 @@ def feedback_problems(draw):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(problem=feedback_problems(), backend=st.sampled_from(["numpy", "cpu"]))
+@given(
+    problem=feedback_problems(),
+    backend=st.sampled_from(["numpy", "cpu", "numba"] if HAS_NUMBA else ["numpy", "cpu"]),
+)
 def test_decision_values_equal_scikit_learn_on_any_small_problem(problem, backend):
     X, y, T = problem
     values = HikSvmReranker(device=backend).fit(X, y).decision_function(T)
@@ -139,6 +155,118 @@ def test_all_equal_features_give_one_value(value, n_dims):
     values = HikSvmReranker().fit(X, y).decision_function(T)
     assert np.ptp(values) == 0
     assert_close_to_reference(values, reference(X, y, T))
+
+
+@pytest.fixture(scope="module")
+def synthetic_features(tmp_path_factory):
+    """SynthNet fixture features (n_images, D), L1-normalised, of a small synthetic archive."""
+    from retrieval.backbones import BackboneConfig, build_backbone
+    from retrieval.extraction import extract_features, load_features
+    from retrieval.fixture_backbone import read_multilabel_targets
+    from retrieval.synthetic import generate_archive
+
+    folder = tmp_path_factory.mktemp("synthetic-120")
+    generate_archive(folder, n_images=120, seed=5, image_size=128)
+    paths, targets, _, _ = read_multilabel_targets(folder)
+    backbone = build_backbone(BackboneConfig(name="synthnet", weights="fixture", image_size=128))
+    extract_features(backbone, paths, folder / "features.npy", batch_size=40)
+    return np.asarray(load_features(folder / "features.npy")), targets
+
+
+@pytest.mark.parametrize("backend", SCORING_BACKENDS)
+def test_decision_values_equal_scikit_learn_on_the_synthetic_archive(backend, synthetic_features):
+    features, targets = synthetic_features
+    # One query's class: the 10 first images holding it relevant, 10 without it not relevant.
+    target_class = int(np.argmax(targets.sum(axis=0)))
+    holding = np.flatnonzero(targets[:, target_class])
+    missing = np.flatnonzero(~targets[:, target_class].astype(bool))
+    rows = np.r_[holding[:11], missing[:10]]
+    X, y = features[rows], np.r_[np.ones(11, np.int64), np.zeros(10, np.int64)]
+    values = HikSvmReranker(device=backend).fit(X, y).decision_function(features)
+    assert_close_to_reference(values, reference(X, y, features))
+
+
+# ----------------------------------------------------------------------------- the backends
+
+
+def test_without_cuda_the_default_backend_is_the_compiled_kernel_when_numba_is_present(
+    monkeypatch,
+):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert hik_module._resolve_backend(None) == ("numba" if HAS_NUMBA else "numpy", None)
+    assert hik_module._resolve_backend("numpy") == ("numpy", None)
+    assert hik_module._resolve_backend("cpu")[0] == "torch"
+
+
+def test_without_numba_the_default_falls_back_to_numpy_with_the_same_values(monkeypatch):
+    import torch
+
+    rng = np.random.default_rng(8)
+    X, T = l1_rows(rng, 21, 50), l1_rows(rng, 300, 50)
+    y = np.r_[np.ones(11, np.int64), np.zeros(10, np.int64)]
+    model = HikSvmReranker().fit(X, y)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hik_module, "_compiled_kernel", lambda: None)
+    scored = []
+    original = HikSvmReranker._score_numpy
+    monkeypatch.setattr(
+        HikSvmReranker,
+        "_score_numpy",
+        lambda self, *args: scored.append(True) or original(self, *args),
+    )
+    values = model.decision_function(T)
+    assert scored == [True]
+    assert_close_to_reference(values, reference(X, y, T))
+    with pytest.raises(ImportError, match="needs the numba package"):
+        HikSvmReranker(device="numba").fit(X, y).decision_function(T)
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize(
+    "layout",
+    ["float64", "fortran-order", "strided", "int", "one row"],
+)
+def test_the_compiled_kernel_scores_any_layout_and_dtype_like_numpy(layout):
+    rng = np.random.default_rng(9)
+    X = l1_rows(rng, 21, 40)
+    y = np.r_[np.ones(11, np.int64), np.zeros(10, np.int64)]
+    T = l1_rows(rng, 200, 40)
+    T = {
+        "float64": T.astype(np.float64),
+        "fortran-order": np.asfortranarray(T),
+        "strided": np.repeat(T, 2, axis=0)[::2],
+        "int": (T * 1000).astype(np.int32),
+        "one row": T[:1],
+    }[layout]
+    model = HikSvmReranker(device="numba", chunk_rows=33).fit(X, y)
+    values = model.decision_function(T)
+    model.device = "numpy"
+    np.testing.assert_allclose(values, model.decision_function(T), rtol=0, atol=1e-12)
+    assert_close_to_reference(values, reference(X, y, np.asarray(T, dtype=np.float64)))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_concurrent_calls_from_threads_give_identical_values(backend):
+    rng = np.random.default_rng(10)
+    X = l1_rows(rng, 21, 256)
+    y = np.r_[np.ones(11, np.int64), np.zeros(10, np.int64)]
+    tests = [l1_rows(rng, 3000, 256) for _ in range(4)]
+    model = HikSvmReranker(device=backend).fit(X, y)
+    alone = [model.decision_function(T) for T in tests]
+    together: list = [None] * 8
+
+    def score(slot: int) -> None:
+        together[slot] = model.decision_function(tests[slot % 4])
+
+    threads = [threading.Thread(target=score, args=(slot,)) for slot in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for slot, values in enumerate(together):
+        np.testing.assert_array_equal(values, alone[slot % 4])  # bit for bit: deterministic
 
 
 # ----------------------------------------------------------------------------- the tables
@@ -228,7 +356,7 @@ def test_bad_training_input_is_refused(X, y, message):
         HikSvmReranker().fit(X, y)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_bad_scoring_input_is_refused_and_non_finite_rows_are_named(backend):
     rng = np.random.default_rng(7)
     model = HikSvmReranker(device=backend).fit(l1_rows(rng, 6, 4), np.array([1, 0, 1, 0, 0, 0]))

@@ -147,6 +147,30 @@ def test_working_set_all_ranks_the_whole_archive(archive):
     assert ranking.size == len(features) - 3
 
 
+def test_working_set_all_scores_the_feature_matrix_itself_in_one_call(archive, monkeypatch):
+    features, _ = archive
+    seen = []
+    original = iqr_module.HikSvmReranker.decision_function
+
+    def spy(self, X):
+        seen.append(X)
+        return original(self, X)
+
+    monkeypatch.setattr(iqr_module.HikSvmReranker, "decision_function", spy)
+    session = IqrSession(features, 3, working_set="all")
+    session.adjudicate(positives=[4, 7], negatives=[1500, 1600])
+    ranking = session.refine()
+    assert len(seen) == 1
+    assert seen[0] is features  # the fast path: no row view, no copy of the archive
+    # The same order as scoring every row and dropping the judged ones afterwards.
+    X = features[[3, 4, 7, 1500, 1600]]
+    y = np.array([1, 1, 1, 0, 0])
+    scores = original(iqr_module.HikSvmReranker().fit(X, y), features)
+    unjudged = np.setdiff1d(np.arange(len(features)), [3, 4, 7, 1500, 1600])
+    expected = unjudged[np.argsort(-scores[unjudged], kind="stable")]
+    np.testing.assert_array_equal(ranking, expected)
+
+
 def test_initial_ranking_is_the_hik_top_k_without_the_query(archive):
     features, _ = archive
     rows = IqrSession(features, 42).initial_ranking(10)
