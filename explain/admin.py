@@ -1,8 +1,39 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.files.storage import default_storage
 from django.utils.html import format_html
 
+from studyplatform.models import Study
+
 from .models import SaliencyMap
+
+# The selectors import the search code (and torch) on first use, not when the admin loads.
+
+
+class StudyFilter(admin.SimpleListFilter):
+    """The maps of one study's with-XAI conditions (``explain.selectors.saliency_maps_of_study``)."""
+
+    title = "study"
+    parameter_name = "study"
+
+    def lookups(self, request, model_admin):
+        return [(str(pk), slug) for pk, slug in Study.objects.values_list("pk", "slug")]
+
+    def queryset(self, request, queryset):
+        study = self.study()
+        if study is None:
+            return queryset
+        from .selectors import saliency_maps_of_study
+
+        try:
+            return queryset & saliency_maps_of_study(study=study)
+        except ValueError:  # a condition with a bad method config: nothing of it can exist
+            return queryset.none()
+
+    def study(self) -> Study | None:
+        value = self.value()
+        if not value or not value.isdigit():
+            return None
+        return Study.objects.filter(pk=int(value)).first()
 
 
 @admin.register(SaliencyMap)
@@ -17,7 +48,7 @@ class SaliencyMapAdmin(admin.ModelAdmin):
         "seconds",
         "from_cache",
     ]
-    list_filter = ["method", "feature_set", "from_cache"]
+    list_filter = [StudyFilter, "method", "feature_set", "from_cache"]
     list_select_related = ["query", "result"]
     raw_id_fields = ["query", "result", "feature_set"]
     readonly_fields = [
@@ -38,6 +69,26 @@ class SaliencyMapAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        # With a study chosen, its precompute progress heads the list (one search per query).
+        value = request.GET.get(StudyFilter.parameter_name, "")
+        study = Study.objects.filter(pk=int(value)).first() if value.isdigit() else None
+        if study is not None:
+            from .selectors import saliency_progress_detail
+
+            try:
+                state = saliency_progress_detail(study=study)
+            except ValueError as error:
+                self.message_user(request, f"Study {study.slug}: {error}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"Study {study.slug}: {state.done} of {state.total} saliency maps computed, "
+                    f"{state.rendered} overlays rendered",
+                    messages.SUCCESS if state.rendered == state.total else messages.INFO,
+                )
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="overlay")
     def overlay(self, obj):

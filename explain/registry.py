@@ -44,7 +44,8 @@ def register_method(name: str) -> Callable[[T], T]:
 
 
 def _load_methods() -> None:
-    import explain.methods  # noqa: F401  (registers the built-in methods)
+    import explain.methods  # registers the built-in methods
+    import explain.methods.sbsm_coarse_to_fine  # noqa: F401  (an approximation, "sbsm_c2f")
 
 
 def list_methods() -> list[str]:

@@ -1,18 +1,42 @@
-"""Celery tasks of the explain app: take ids, re-fetch, call one service.
+"""Celery tasks of the explain app: take ids, re-fetch, call one service (STYLE habits 5-7).
 
-``saliency_precompute_chunk`` runs on the ``gpu`` queue (one forward pass per mask);
-``saliency_overlays_render`` is CPU work on ``default`` (``CELERY_TASK_ROUTES``).
+``saliency_precompute_result`` (one result image, every query needing it: the chunk of a
+study's precompute) and ``saliency_precompute_chunk`` (one query, several results) run on the
+``gpu`` queue; ``saliency_overlays_render`` is CPU work on ``default`` (``CELERY_TASK_ROUTES``).
+The compute tasks are idempotent (existing maps are skipped, each map is committed when done),
+hence ``acks_late`` with ``reject_on_worker_lost``: a worker killed mid-chunk leaves the message
+unacknowledged, it is delivered again, and the new run computes only what is missing. None of
+them waits on another task; a study's graph is a chord built by
+``explain.services.saliency_precompute_study``.
 """
 
 from celery import shared_task
 
+_GPU_LIMITS = {"soft_time_limit": 4 * 60 * 60, "time_limit": 4 * 60 * 60 + 300}
 
-@shared_task(
-    acks_late=True,
-    reject_on_worker_lost=True,
-    soft_time_limit=4 * 60 * 60,
-    time_limit=4 * 60 * 60 + 300,
-)
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, **_GPU_LIMITS)
+def saliency_precompute_result(
+    feature_set_id: int, result_id: int, query_ids: list[int], method_config: dict
+) -> int:
+    """Maps of one result image for each of ``query_ids``; returns how many were computed."""
+    from retrieval.models import FeatureSet, Image
+
+    from .services import saliency_precompute_chunk as run
+
+    images = Image.objects.select_related("directory").in_bulk([result_id, *query_ids])
+    missing = sorted({result_id, *query_ids} - set(images))
+    if missing:
+        raise ValueError(f"images {missing} do not exist")
+    return run(
+        feature_set=FeatureSet.objects.get(pk=feature_set_id),
+        result=images[result_id],
+        queries=[images[q] for q in query_ids],
+        method_config=method_config,
+    )
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, **_GPU_LIMITS)
 def saliency_precompute_chunk(
     feature_set_id: int, query_id: int, result_ids: list[int], method_config: dict
 ) -> int:

@@ -69,7 +69,7 @@ class FeatureSetOutputSerializer(serializers.Serializer):
 class FeatureSetListCreateApi(APIView):
     """The feature sets of an archive; POST a backbone config to extract one on the gpu queue."""
 
-    class InputSerializer(serializers.Serializer):
+    class FeatureSetInputSerializer(serializers.Serializer):
         backbone_config = serializers.DictField(
             help_text='e.g. {"name": "resnet50", "layer": "avgpool", "weights": "imagenet"}'
         )
@@ -81,13 +81,13 @@ class FeatureSetListCreateApi(APIView):
             FeatureSetOutputSerializer(feature_set_list(archive=archive), many=True).data
         )
 
-    @extend_schema(request=InputSerializer, responses=FeatureSetOutputSerializer)
+    @extend_schema(request=FeatureSetInputSerializer, responses=FeatureSetOutputSerializer)
     def post(self, request, archive_id: int):
         # Imported here: it loads torch, which processes that only list archives do without.
         from .services.features import features_extract
 
         archive = get_object_or_404(Archive, pk=archive_id)
-        data = self.InputSerializer(data=request.data)
+        data = self.FeatureSetInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             feature_set, created = features_extract(

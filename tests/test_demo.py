@@ -28,13 +28,15 @@ def demo_command(port: int) -> list[str]:
             "demo",
             f"VENV={venv}",
             f"PORT={port}",
-            "DEMO_IMAGES=60",
+            "DEMO_IMAGES=120",
         ]
-    return [sys.executable, "manage.py", "demo", "--images", "60", "--port", str(port)]
+    return [sys.executable, "manage.py", "demo", "--images", "120", "--port", str(port)]
 
 
-def wait_for_credentials(process: subprocess.Popen, port: int, timeout: float = 240) -> str:
-    """Read the demo's output until the server answers; return the printed password."""
+def wait_for_credentials(
+    process: subprocess.Popen, port: int, timeout: float = 900
+) -> tuple[str, str]:
+    """Read the demo's output until the server answers; return the password and the output."""
     lines: list[str] = []
     reader = threading.Thread(
         target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True
@@ -52,7 +54,7 @@ def wait_for_credentials(process: subprocess.Popen, port: int, timeout: float = 
                     f"http://127.0.0.1:{port}/healthz", timeout=2
                 ) as response:
                     if response.status == 200:
-                        return found.group(1)
+                        return found.group(1), "".join(lines)
             except OSError:
                 pass
         time.sleep(0.5)
@@ -80,7 +82,7 @@ def test_demo_serves_the_platform_and_the_printed_admin_login_works(tmp_path, br
         start_new_session=True,
     )
     try:
-        password = wait_for_credentials(process, port)
+        password, output = wait_for_credentials(process, port)
         page = browser_page
         page.goto(f"http://127.0.0.1:{port}/admin/")
         page.fill("#id_username", "admin")
@@ -90,7 +92,7 @@ def test_demo_serves_the_platform_and_the_printed_admin_login_works(tmp_path, br
         assert page.title() == "Archives, studies and analysis | studyplatform admin"
 
         page.goto(f"http://127.0.0.1:{port}/admin/retrieval/archive/")
-        assert page.locator("td.field-n_images").first.inner_text() == "60"
+        assert page.locator("td.field-n_images").first.inner_text() == "120"
 
         page.goto(f"http://127.0.0.1:{port}/admin/retrieval/image/")
         thumbnail = page.locator(".field-thumbnail img").first
@@ -101,7 +103,22 @@ def test_demo_serves_the_platform_and_the_printed_admin_login_works(tmp_path, br
 
         page.goto(f"http://127.0.0.1:{port}/admin/retrieval/featureset/")
         assert page.locator("td.field-status").first.inner_text() == "Done"
-        assert page.locator("td.field-progress").first.inner_text() == "60 / 60 (100%)"
+        assert page.locator("td.field-progress").first.inner_text() == "120 / 120 (100%)"
+
+        # The simulated copy of the demo study is analysed: Table 1 lists the four cells.
+        page.goto(f"http://127.0.0.1:{port}/analysis/demo-simulated/")
+        table1 = page.locator("table.analysis-table").first.inner_text()
+        for cell in ("CL", "CS", "UL", "US"):
+            assert cell in table1
+
+        # The lab HIT opens on the demo study and asks for a participant code.
+        page.goto(f"http://127.0.0.1:{port}/lab/demo/")
+        assert page.locator("input[name=code]").count() == 1
+
+        # The local MTurk endpoint lists the published demo HIT for a qualified worker.
+        worker_page = re.search(r"MTurk:\s+(\S+)", output).group(1)
+        page.goto(worker_page)
+        assert "A1DEMOWORKER01" in page.content()
 
         # A wrong password is refused.
         page.context.clear_cookies()

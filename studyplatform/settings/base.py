@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "drf_spectacular",
     "studyplatform.apps.StudyplatformConfig",
     "retrieval.apps.RetrievalConfig",
@@ -172,6 +173,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
@@ -219,7 +221,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # running on an acks_late worker.
     "visibility_timeout": 6 * 60 * 60,
 }
-CELERY_BEAT_SCHEDULE: dict = {}
+# Reconcile every live study's assignments with MTurk (mturk.services: sync) every 10 minutes.
+CELERY_BEAT_SCHEDULE: dict = {
+    "mturk-sync": {
+        "task": "mturk.tasks.mturk_sync_live",
+        "schedule": env_int("MTURK_SYNC_SECONDS", 600),
+    },
+}
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
@@ -240,3 +248,45 @@ SALIENCY_CACHE_DIR = Path(
 SALIENCY_CACHE_BYTES = env_int("SALIENCY_CACHE_BYTES", 10 * 1024**3)
 # Thumbnails shown in the admin and on task pages, longest side in pixels.
 THUMBNAIL_SIZE = env_int("THUMBNAIL_SIZE", 160)
+
+# --- Worker pages (HITs) inside MTurk's iframe -------------------------------------------------
+# Everything else keeps X-Frame-Options: DENY; the HIT views are exempt and send a CSP
+# frame-ancestors list instead: MTurk's worker sites plus HIT_EXTRA_FRAME_ANCESTORS (e.g. the
+# origin of a local MTurk endpoint: http://127.0.0.1:4000).
+X_FRAME_OPTIONS = "DENY"
+HIT_FRAME_ANCESTORS = [
+    "https://*.mturk.com",
+    "https://workersandbox.mturk.com",
+    "https://worker.mturk.com",
+    *env_list("HIT_EXTRA_FRAME_ANCESTORS"),
+]
+# Where the final form may be POSTed (turkSubmitTo): an https host under mturk.com, or one of
+# these exact origins (a local MTurk endpoint, e.g. http://127.0.0.1:4000).
+HIT_EXTRA_SUBMIT_ORIGINS = env_list("HIT_EXTRA_SUBMIT_ORIGINS")
+# Inside MTurk's iframe the platform is a third party: its session and CSRF cookies are sent
+# only with SameSite=None, which browsers accept only on Secure (HTTPS) cookies. Plain-HTTP
+# demos and tests keep the default Lax cookies, served first-party.
+HIT_CROSS_SITE_COOKIES = env_bool("HIT_CROSS_SITE_COOKIES", False)
+if HIT_CROSS_SITE_COOKIES:
+    SESSION_COOKIE_SAMESITE = "None"
+    CSRF_COOKIE_SAMESITE = "None"
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+# Largest JSON body a worker page may POST (bytes); larger ones get 413.
+HIT_MAX_BODY_BYTES = env_int("HIT_MAX_BODY_BYTES", 16 * 1024)
+# Longest side of the images shown on task pages, in pixels.
+HIT_IMAGE_SIZE = env_int("HIT_IMAGE_SIZE", 256)
+
+# --- MTurk ------------------------------------------------------------------------------------
+# "sandbox" (default), "local" (the MTurk-compatible endpoint of `manage.py mturk_local_server`)
+# or "production"; production also needs MTURK_ALLOW_PRODUCTION=1 and `mturk: {production: true}`
+# in the study spec. AWS credentials come from boto3's chain, never from the database.
+MTURK_ENVIRONMENT = env_str("MTURK_ENVIRONMENT", "sandbox")
+MTURK_ALLOW_PRODUCTION = env_bool("MTURK_ALLOW_PRODUCTION", False)
+MTURK_LOCAL_URL = env_str("MTURK_LOCAL_URL", "http://127.0.0.1:8765")
+MTURK_MAX_ATTEMPTS = env_int("MTURK_MAX_ATTEMPTS", 5)
+MTURK_CONNECT_TIMEOUT = env_int("MTURK_CONNECT_TIMEOUT", 10)
+MTURK_READ_TIMEOUT = env_int("MTURK_READ_TIMEOUT", 30)
+# The platform's public origin, for the ExternalQuestion URL of HITs (https:// except for the
+# local endpoint).
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL")

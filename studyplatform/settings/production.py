@@ -34,6 +34,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 X_FRAME_OPTIONS = "DENY"
+# HIT pages live inside MTurk's HTTPS iframe: their cookies must be sent cross-site.
+if env_bool("HIT_CROSS_SITE_COOKIES", True):
+    SESSION_COOKIE_SAMESITE = "None"
+    CSRF_COOKIE_SAMESITE = "None"
 
 STORAGES = {
     **STORAGES,

@@ -26,3 +26,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 MEDIA_ROOT = Path(tempfile.gettempdir()) / "studyplatform-test-media"
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# The live server's thread must not keep its connection past a test (PostgreSQL cannot drop the
+# test database while a connection is open).
+DATABASES["default"]["CONN_MAX_AGE"] = 0

@@ -22,6 +22,7 @@ from tests.explain.nets import WithFeatureMap
 # Parameters that keep each method fast on 32 x 32 images; every registered method needs one.
 SMALL = {
     "sbsm": {"block": 8, "stride": 4, "batch_size": 16},
+    "sbsm_c2f": {"block": 8, "stride": 4, "coarse_stride": 8, "batch_size": 16},
     "occlusion": {"window": 8, "stride": 8, "batch_size": 16},
     "rise": {"n_masks": 40, "grid": 4, "batch_size": 16},
     "sam": {"batch_size": 2},

@@ -1,0 +1,394 @@
+"""Writes of saliency maps: compute raw maps (GPU workers), then render overlays.
+
+The numeric work is in ``explain.methods`` (no Django); this module resolves the feature set's
+backbone, reuses masked embeddings through the on-disk cache, stores the raw map and the overlay
+through Django's storage (local folder or S3) and keeps ``SaliencyMap`` rows idempotent.
+
+Two ways in: :func:`saliency_maps_compute` (one query, several results) and
+:func:`saliency_precompute_chunk` (one result, several queries: the unit of a study's
+precompute, so that SBSM's masked embeddings of the result are computed once and serve every
+query that needs the result).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image as PILImage
+
+from retrieval.backbones import Backbone, BackboneConfig, build_backbone
+from retrieval.models import FeatureSet, Image
+
+from ..base import embed_in_batches
+from ..cache import MaskedEmbeddingCache, cache_key
+from ..methods.sbsm import Sbsm
+from ..models import SaliencyMap
+from ..registry import get_method, method_from_config
+from ..registry import method_config as config_of
+from ..render import map_to_npy_bytes, npy_bytes_to_map, render_overlay, study_normaliser
+
+# Built backbones of this process, by (backbone config, weights hash): a study's precompute calls
+# the services once per result image, and rebuilding ResNet50 each time would cost more than
+# many maps. Two entries are enough (one feature set at a time, a second during a switch).
+_BACKBONES: dict[str, Backbone] = {}
+_BACKBONES_KEPT = 2
+
+
+def _canonical_key(config: dict) -> str:
+    return hashlib.sha256(
+        json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def _backbone_of(feature_set: FeatureSet) -> Backbone:
+    """The feature set's backbone, built once per process (see ``_BACKBONES``).
+
+    ValueError if the weights differ from those the features were extracted with. A weights
+    file replaced while the process runs is noticed at the process's next start.
+    """
+    memo = json.dumps(
+        [feature_set.backbone_config, feature_set.weights_sha256], sort_keys=True, default=str
+    )
+    backbone = _BACKBONES.get(memo)
+    if backbone is None:
+        backbone = build_backbone(BackboneConfig.from_dict(feature_set.backbone_config))
+        while len(_BACKBONES) >= _BACKBONES_KEPT:
+            _BACKBONES.pop(next(iter(_BACKBONES)))
+        _BACKBONES[memo] = backbone
+    if feature_set.weights_sha256 and backbone.weights_sha256 != feature_set.weights_sha256:
+        raise ValueError(
+            f"the weights of feature set {feature_set.pk} changed since its extraction "
+            f"({feature_set.weights_sha256[:12]} then, {backbone.weights_sha256[:12]} now)"
+        )
+    return backbone
+
+
+def _method_for(backbone: Backbone, method_config: dict):
+    """The method, with the backbone's normalisation filled in where the method takes one."""
+    config = dict(method_config)
+    if "method" not in config:
+        raise ValueError(f"method config {method_config!r} names no method")
+    parameters = inspect.signature(get_method(config["method"])).parameters
+    for name in ("mean", "std"):
+        if name in parameters and name not in config:
+            config[name] = list(getattr(backbone.preprocess, name))
+    method = method_from_config(config)
+    return method, config_of(method)
+
+
+def _masking_config(config: dict) -> dict:
+    """The part of an SBSM config that its masked embeddings depend on (not the distance)."""
+    return {k: v for k, v in config.items() if k not in ("distance", "batch_size")}
+
+
+def _open_rgb(image: Image) -> PILImage.Image:
+    with PILImage.open(Path(image.directory.path) / image.file_name) as picture:
+        return picture.convert("RGB")
+
+
+def _model_view(backbone: Backbone, picture: PILImage.Image) -> np.ndarray:
+    """The image as the backbone sees it (resized, cropped), (H, W, 3) uint8."""
+    tensor = backbone.preprocess(picture)
+    mean = torch.tensor(backbone.preprocess.mean).view(3, 1, 1)
+    std = torch.tensor(backbone.preprocess.std).view(3, 1, 1)
+    pixels = (tensor * std + mean).clamp(0, 1).mul(255).round().byte()
+    return pixels.permute(1, 2, 0).numpy()
+
+
+def _store(key: str, content: bytes) -> str:
+    # Deterministic keys: a recomputed map replaces the old file instead of gaining a suffix.
+    if default_storage.exists(key):
+        default_storage.delete(key)
+    return default_storage.save(key, ContentFile(content))
+
+
+def _masked_cache() -> MaskedEmbeddingCache:
+    return MaskedEmbeddingCache(
+        Path(settings.SALIENCY_CACHE_DIR), max_bytes=settings.SALIENCY_CACHE_BYTES
+    )
+
+
+def _masked_stack(
+    *,
+    cache: MaskedEmbeddingCache,
+    feature_set: FeatureSet,
+    backbone: Backbone,
+    method: Sbsm,
+    full_config: dict,
+    result: Image,
+    result_tensor: torch.Tensor,
+) -> tuple[np.ndarray, bool]:
+    """The result's float16 masked-embedding stack and whether it came from the cache."""
+    masked_key = cache_key(
+        f"{result.archive_id}/{result.pk}",
+        feature_set.backbone_config,
+        backbone.weights_sha256,
+        _masking_config(full_config),
+    )
+    masked = cache.get(masked_key)
+    if masked is not None:
+        return masked, True
+    computed = method.masked_embeddings(backbone.model, result_tensor)
+    cache.put(masked_key, computed)
+    # Every map, first or later, is derived from the same stored float16 stack.
+    masked = cache.get(masked_key)
+    if masked is None:  # evicted at once by another process: the same values, cast here
+        masked = computed.astype(np.float16)
+    return masked, False
+
+
+def _save_map(
+    *,
+    feature_set: FeatureSet,
+    query_id: int,
+    result_id: int,
+    key: str,
+    full_config: dict,
+    saliency: np.ndarray,
+    seconds: float,
+    from_cache: bool,
+) -> SaliencyMap:
+    """Store the raw map, then its row (one commit per map, so a killed run keeps its maps)."""
+    raw_key = _store(
+        f"saliency/{feature_set.pk}/{key[:16]}/{query_id}/{result_id}.npy",
+        map_to_npy_bytes(saliency),
+    )
+    row, _ = SaliencyMap.objects.update_or_create(
+        feature_set=feature_set,
+        query_id=query_id,
+        result_id=result_id,
+        config_key=key,
+        defaults={
+            "method": full_config["method"],
+            "method_config": full_config,
+            "raw_key": raw_key,
+            "map_max": float(np.max(saliency)),
+            "seconds": max(0.0, seconds),
+            "from_cache": from_cache,
+            "overlay_key": "",
+            "vmax": None,
+        },
+    )
+    return row
+
+
+def method_config_full(*, feature_set: FeatureSet, method_config: dict) -> tuple[dict, str]:
+    """The full method config under ``feature_set``'s backbone and its ``config_key``.
+
+    The full config is the method's every parameter (defaults included) with the backbone's
+    normalisation filled in where the method takes one; ``config_key`` is the SHA-256 of its
+    canonical JSON, as stored on ``SaliencyMap``. Builds the backbone (once per process).
+    ValueError for an unknown method or parameter.
+    """
+    _, full_config = _method_for(_backbone_of(feature_set), method_config)
+    return full_config, _canonical_key(full_config)
+
+
+def saliency_maps_compute(
+    *, feature_set: FeatureSet, query: Image, results: Iterable[Image], method_config: dict
+) -> list[SaliencyMap]:
+    """Compute (or find) the map of each result for ``query``; returns the rows, in order.
+
+    Idempotent: a map that exists for (feature set, query, result, full method config) is not
+    computed again. For SBSM the query-independent masked embeddings of each result come from
+    the on-disk cache (``SALIENCY_CACHE_DIR``) when another query computed them before.
+    ``ValueError`` for an unknown method or parameter, or weights changed since extraction.
+    """
+    backbone = _backbone_of(feature_set)
+    method, full_config = _method_for(backbone, method_config)
+    key = _canonical_key(full_config)
+    cache = _masked_cache()
+    query_tensor = backbone.preprocess(_open_rgb(query))
+    rows = []
+    for result in results:
+        existing = SaliencyMap.objects.filter(
+            feature_set=feature_set, query=query, result=result, config_key=key
+        ).first()
+        if existing is not None:
+            rows.append(existing)
+            continue
+        started = time.perf_counter()
+        result_tensor = backbone.preprocess(_open_rgb(result))
+        from_cache = False
+        if type(method) is Sbsm:
+            masked, from_cache = _masked_stack(
+                cache=cache,
+                feature_set=feature_set,
+                backbone=backbone,
+                method=method,
+                full_config=full_config,
+                result=result,
+                result_tensor=result_tensor,
+            )
+            with torch.inference_mode():
+                pair = backbone.model(torch.stack([query_tensor, result_tensor])).float().numpy()
+            saliency = method.maps_from_embeddings(
+                pair[0], pair[1], masked, image_shape=tuple(result_tensor.shape[1:])
+            )
+        else:
+            # The backbone itself: some methods (SAM) need its feature_map as well.
+            saliency = method.explain(backbone, query_tensor, result_tensor[None])[0]
+        rows.append(
+            _save_map(
+                feature_set=feature_set,
+                query_id=query.pk,
+                result_id=result.pk,
+                key=key,
+                full_config=full_config,
+                saliency=saliency,
+                seconds=time.perf_counter() - started,
+                from_cache=from_cache,
+            )
+        )
+    return rows
+
+
+def saliency_precompute_chunk(
+    *,
+    feature_set: FeatureSet,
+    result: Image,
+    queries: Iterable[Image],
+    method_config: dict,
+    on_map: Callable[[SaliencyMap], None] | None = None,
+) -> int:
+    """The maps of one result image for each of ``queries``: a study precompute's chunk.
+
+    For exact SBSM the result's masked embeddings ``f(A (.) m_i)`` (query-independent, seed
+    000 Eq. 2) are computed at most once here, or taken from the on-disk cache, and every
+    query's map is derived from them (:meth:`Sbsm.maps_from_embeddings`, all queries in one
+    call). Other methods run once per query.
+
+    Idempotent: maps that exist are skipped before any work (a chunk whose maps all exist runs
+    no network at all), and each map is committed as soon as it is computed, so a run killed
+    midway keeps its finished maps and a rerun or a redelivered task does only the rest.
+
+    Parameters
+    ----------
+    on_map : callable, optional
+        Called with each new row right after it is committed (progress bars; tests stop a run
+        from it).
+
+    Returns
+    -------
+    int
+        The number of maps computed (0 when all existed).
+
+    Raises
+    ------
+    ValueError
+        Unknown method or parameter, weights changed since extraction.
+    """
+    backbone = _backbone_of(feature_set)
+    method, full_config = _method_for(backbone, method_config)
+    key = _canonical_key(full_config)
+    by_id = {query.pk: query for query in queries}
+    present = set(
+        SaliencyMap.objects.filter(
+            feature_set=feature_set, result=result, config_key=key, query_id__in=list(by_id)
+        ).values_list("query_id", flat=True)
+    )
+    todo = [by_id[pk] for pk in sorted(by_id) if pk not in present]
+    if not todo:
+        return 0
+    started = time.perf_counter()
+    result_tensor = backbone.preprocess(_open_rgb(result))
+    query_tensors = torch.stack([backbone.preprocess(_open_rgb(query)) for query in todo])
+    setup_seconds = time.perf_counter() - started
+    if type(method) is Sbsm:
+        masked, from_cache = _masked_stack(
+            cache=_masked_cache(),
+            feature_set=feature_set,
+            backbone=backbone,
+            method=method,
+            full_config=full_config,
+            result=result,
+            result_tensor=result_tensor,
+        )
+        masked_seconds = time.perf_counter() - started
+        derive_started = time.perf_counter()
+        embeddings = embed_in_batches(
+            backbone.model, torch.cat([result_tensor[None], query_tensors]), method.batch_size
+        )
+        maps = method.maps_from_embeddings(
+            embeddings[1:], embeddings[0], masked, image_shape=tuple(result_tensor.shape[1:])
+        )
+        # The masked pass is charged to the first map; every map pays its share of the rest.
+        share = (time.perf_counter() - derive_started) / len(todo)
+        for i, query in enumerate(todo):
+            row = _save_map(
+                feature_set=feature_set,
+                query_id=query.pk,
+                result_id=result.pk,
+                key=key,
+                full_config=full_config,
+                saliency=maps[i],
+                seconds=share + (masked_seconds if i == 0 else 0.0),
+                from_cache=from_cache or i > 0,
+            )
+            if on_map is not None:
+                on_map(row)
+        return len(todo)
+    for i, query in enumerate(todo):
+        map_started = time.perf_counter()
+        saliency = method.explain(backbone, query_tensors[i], result_tensor[None])[0]
+        row = _save_map(
+            feature_set=feature_set,
+            query_id=query.pk,
+            result_id=result.pk,
+            key=key,
+            full_config=full_config,
+            saliency=saliency,
+            seconds=time.perf_counter() - map_started + setup_seconds / len(todo),
+            from_cache=False,
+        )
+        if on_map is not None:
+            on_map(row)
+    return len(todo)
+
+
+def saliency_overlays_render(*, feature_set: FeatureSet, config_key: str) -> int:
+    """Render every map of (feature set, method config) with one shared normalisation.
+
+    All maps of the group are drawn with the same ``vmin``/``vmax`` (``explain.render``), so
+    equal values look equal across results. A study's with-XAI condition has one feature set
+    and one method config, so every map of the study and condition lies in one group and
+    shares its normalisation. The group is wider than one study when several studies share
+    the feature set and config (their maps are the same rows); its ``vmax`` then covers all
+    of their maps, and rendering after another study added maps redraws every overlay of the
+    group at the new ``vmax`` (still one normalisation for all, but a live study's overlays
+    change colour scale: precompute a new study before the one sharing its group goes live).
+
+    Idempotent: an overlay already drawn at the group's current ``vmax`` is left as it is, so
+    a second call writes nothing. Returns the number of overlays written.
+    """
+    maps = list(
+        SaliencyMap.objects.filter(feature_set=feature_set, config_key=config_key).select_related(
+            "result__directory"
+        )
+    )
+    if not maps:
+        return 0
+    vmin, vmax = study_normaliser([m.map_max for m in maps])
+    stale = [row for row in maps if not (row.overlay_key and row.vmax == vmax)]
+    if not stale:
+        return 0
+    backbone = _backbone_of(feature_set)
+    for row in stale:
+        with default_storage.open(row.raw_key, "rb") as handle:
+            saliency = npy_bytes_to_map(handle.read())
+        view = _model_view(backbone, _open_rgb(row.result))
+        png = render_overlay(view, saliency, vmin=vmin, vmax=vmax)
+        row.overlay_key = _store(row.raw_key.removesuffix(".npy") + ".png", png)
+        row.vmax = vmax
+        row.save(update_fields=["overlay_key", "vmax"])
+    return len(stale)

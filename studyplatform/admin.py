@@ -1,0 +1,302 @@
+"""Admin of studies: the design (conditions, queries, questionnaires, task pairs) and progress.
+
+Writes go through the services: status changes use ``study_status_set`` (admin actions), and
+studies are created from specs (``manage.py create_study`` or the API), so the admin shows the
+design read-only once a study exists.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.html import format_html
+
+from analysis.admin import results_link
+from explain.selectors import saliency_progress_detail
+from explain.services import saliency_precompute_study
+from mturk.admin import publish_to_mturk
+
+from .models import (
+    Assignment,
+    Condition,
+    Event,
+    Participant,
+    QueryImage,
+    Question,
+    Questionnaire,
+    Response,
+    SearchTask,
+    Study,
+    TaskPair,
+)
+from .selectors import study_list
+from .services.studies import StudyStatusError, study_status_set
+
+_HOLDING = Q(assignments__status__in=[str(s) for s in Assignment.HOLDING_STATUSES])
+
+
+class _ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ConditionInline(_ReadOnlyInline):
+    model = Condition
+    fields = ["name", "label", "method", "method_config"]
+    readonly_fields = fields
+
+
+class QueryImageInline(_ReadOnlyInline):
+    model = QueryImage
+    fields = ["image", "category"]
+    readonly_fields = fields
+
+
+class QuestionnaireInline(_ReadOnlyInline):
+    model = Questionnaire
+    fields = ["kind", "for_xai", "title"]
+    readonly_fields = fields
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = [
+        "slug",
+        "title",
+        "status",
+        "archive",
+        "n_queries",
+        "n_task_pairs",
+        "progress",
+        "n_assignments",
+        "results",
+        "created_at",
+    ]
+    list_filter = ["status", "archive"]
+    search_fields = ["slug", "title"]
+    readonly_fields = [
+        "slug",
+        "archive",
+        "feature_set",
+        "distance",
+        "target_count",
+        "iqr_rounds",
+        "results_per_round",
+        "candidate_pool_size",
+        "repetitions",
+        "seed",
+        "status",
+        "spec",
+        "saliency_maps",
+        "created_at",
+        "updated_at",
+    ]
+    inlines = [ConditionInline, QuestionnaireInline, QueryImageInline]
+    actions = [
+        "make_ready",
+        "make_live",
+        "make_closed",
+        "precompute_saliency",
+        publish_to_mturk,
+    ]
+
+    def get_queryset(self, request):
+        return study_list().annotate(_holding=Count("assignments", filter=_HOLDING, distinct=True))
+
+    @admin.display(description="saliency maps")
+    def saliency_maps(self, study: Study) -> str:
+        # Change page only: the plan runs one search per query, too slow for the list.
+        progress = saliency_progress_detail(study=study)
+        url = reverse("admin:explain_saliencymap_changelist") + f"?study={study.pk}"
+        return format_html(
+            '<a href="{}">{} of {} computed, {} rendered</a>',
+            url,
+            progress.done,
+            progress.total,
+            progress.rendered,
+        )
+
+    @admin.action(description="Precompute saliency maps (queued on the gpu workers)")
+    def precompute_saliency(self, request, queryset):
+        for study in queryset:
+            report = saliency_precompute_study(study=study)
+            self.message_user(
+                request,
+                f"{study.slug}: {report.existing} of {report.total} maps exist, "
+                f"{report.chunks} result images queued",
+            )
+
+    @admin.display(description="analysis")
+    def results(self, study: Study) -> str:
+        return results_link(study)
+
+    def has_add_permission(self, request):
+        return False  # studies come from specs: manage.py create_study or POST /api/studies/
+
+    @admin.display(description="queries", ordering="n_queries")
+    def n_queries(self, obj):
+        return obj.n_queries
+
+    @admin.display(description="task pairs", ordering="n_task_pairs")
+    def n_task_pairs(self, obj):
+        return obj.n_task_pairs
+
+    @admin.display(description="assignments", ordering="n_assignments")
+    def n_assignments(self, obj):
+        return obj.n_assignments
+
+    @admin.display(description="holding / needed")
+    def progress(self, obj):
+        needed = 2 * obj.n_task_pairs * obj.repetitions
+        return f"{obj._holding} / {needed}"
+
+    def _set_status(self, request, queryset, status):
+        for study in queryset:
+            try:
+                study_status_set(study=study, status=status)
+            except StudyStatusError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"{study.slug} is {status}", messages.SUCCESS)
+
+    @admin.action(description="Mark ready (task pairs and features present)")
+    def make_ready(self, request, queryset):
+        self._set_status(request, queryset, Study.Status.READY)
+
+    @admin.action(description="Go live")
+    def make_live(self, request, queryset):
+        self._set_status(request, queryset, Study.Status.LIVE)
+
+    @admin.action(description="Close")
+    def make_closed(self, request, queryset):
+        self._set_status(request, queryset, Study.Status.CLOSED)
+
+
+@admin.register(TaskPair)
+class TaskPairAdmin(admin.ModelAdmin):
+    list_display = [
+        "study",
+        "number",
+        "query_a",
+        "condition_a",
+        "query_b",
+        "condition_b",
+        "holders",
+    ]
+    list_filter = ["study"]
+    list_select_related = ["study", "condition_a", "condition_b", "query_a", "query_b"]
+    readonly_fields = ["study", "number", "query_a", "condition_a", "query_b", "condition_b"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _ab=Count("assignments", filter=_HOLDING & Q(assignments__order="ab")),
+                _ba=Count("assignments", filter=_HOLDING & Q(assignments__order="ba")),
+            )
+        )
+
+    @admin.display(description="holders ab / ba")
+    def holders(self, obj):
+        return f"{obj._ab} / {obj._ba}"
+
+    def has_add_permission(self, request):
+        return False
+
+
+class QuestionInline(admin.TabularInline):
+    model = Question
+    extra = 0
+    fields = ["position", "code", "text", "scale", "required"]
+
+
+@admin.register(Questionnaire)
+class QuestionnaireAdmin(admin.ModelAdmin):
+    list_display = ["study", "kind", "for_xai", "title"]
+    list_filter = ["study", "kind"]
+    inlines = [QuestionInline]
+
+
+@admin.register(Participant)
+class ParticipantAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "source", "created_at"]
+    list_filter = ["source"]
+    search_fields = ["=external_id"]
+
+
+class SearchTaskInline(_ReadOnlyInline):
+    model = SearchTask
+    fields = ["position", "condition", "query", "started_at", "ended_at", "end_reason"]
+    readonly_fields = fields
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = [
+        "pk",
+        "study",
+        "participant",
+        "task_pair",
+        "order",
+        "status",
+        "started_at",
+        "last_seen_at",
+        "finished_at",
+    ]
+    list_filter = ["study", "status", "order"]
+    list_select_related = ["study", "participant", "task_pair__study"]
+    search_fields = ["=participant__external_id", "=mturk_assignment_id", "=hit_id"]
+    readonly_fields = [
+        "study",
+        "participant",
+        "task_pair",
+        "order",
+        "status",
+        "mturk_assignment_id",
+        "hit_id",
+        "turk_submit_to",
+        "completion_code",
+        "started_at",
+        "last_seen_at",
+        "finished_at",
+    ]
+    inlines = [SearchTaskInline]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["server_time", "assignment", "task", "type", "image", "iqr_round"]
+    list_filter = ["type"]
+    list_select_related = ["assignment__study", "assignment__participant", "task"]
+    search_fields = ["=assignment__participant__external_id", "=client_event_id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Response)
+class ResponseAdmin(admin.ModelAdmin):
+    list_display = ["assignment", "question", "task", "value", "text"]
+    list_select_related = ["assignment__study", "assignment__participant", "question", "task"]
+    search_fields = ["=assignment__participant__external_id", "question__code"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,1 @@
+"""Study services: writes, keyword-only, callable from views, admin, Celery and commands."""

@@ -1,0 +1,194 @@
+"""A worker's search task: begin (round 0), refine (IQR rounds), end.
+
+Seed 001 section 4: given a query image of a class, find ``target_count`` more instances in the
+archive; the worker marks results relevant or not relevant and may refine, which trains seed
+000's HIK SVM on the marks (``retrieval.services.iqr``) and re-ranks. Every ranking shown is
+restricted to the query's candidate pool (``pools.candidate_pool``), whose saliency maps are
+precomputed. The server decides every ranking; the IQR state lives in ``SearchTask.iqr_state``
+so a session survives a restart, and each round is an ``IQRRound`` row, so reloading the page
+shows the same round and a retried refine does not spend a second round.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.db import transaction
+from django.utils import timezone
+
+from retrieval.services.iqr import iqr_refine, iqr_start
+
+from ..models import Event, IQRRound, SearchTask
+from .events import HitRefused, event_record, server_event_id, shown_image_ids, task_marks
+from .hit_overlays import overlay_keys
+from .pools import candidate_pool
+
+
+def _locked(task: SearchTask) -> SearchTask:
+    """The task re-read under a row lock (PostgreSQL; SQLite serialises writers anyway)."""
+    return (
+        SearchTask.objects.select_for_update(of=("self",))
+        .select_related("assignment__study__feature_set", "condition", "query__image")
+        .get(pk=task.pk)
+    )
+
+
+def _check_turn(task: SearchTask) -> None:
+    """Refuse a task whose turn has not come: task 2 waits for task 1 to end."""
+    if task.assignment.status != task.assignment.Status.ACTIVE:
+        raise HitRefused(f"this assignment is {task.assignment.status}", status=409)
+    if task.position == 2:
+        first = SearchTask.objects.filter(assignment=task.assignment_id, position=1).first()
+        if first is not None and first.ended_at is None:
+            raise HitRefused("task 2 cannot begin before task 1 has ended", status=409)
+
+
+def _record_shown(task: SearchTask, round_: IQRRound) -> None:
+    """A server event for the results shown, naming those without an overlay (with-XAI)."""
+    payload: dict = {"ranking": round_.ranking}
+    if task.condition.is_xai:
+        keys = overlay_keys(task=task, image_ids=round_.ranking)
+        payload["overlays_missing"] = [i for i in round_.ranking if not keys.get(i)]
+    event_record(
+        assignment=task.assignment,
+        client_event_id=server_event_id("shown", task.pk, round_.number),
+        type=Event.Type.SHOWN,
+        task=task,
+        iqr_round=round_.number,
+        payload=payload,
+        server=True,
+    )
+
+
+def search_task_begin(*, task: SearchTask) -> SearchTask:
+    """Start ``task``: a new IQR session on its query and round 0, the top
+    ``study.results_per_round`` images of the query's pool (nearest first under the study's
+    distance). Idempotent: a task already begun is returned unchanged, its round 0 kept.
+
+    Raises :class:`HitRefused` (409) for an inactive assignment or task 2 before task 1 ended.
+    """
+    with transaction.atomic():
+        task = _locked(task)
+        if task.started_at is not None:
+            return task
+        _check_turn(task)
+        study = task.assignment.study
+        started = time.perf_counter()
+        pool = candidate_pool(study=study, query=task.query)
+        state = iqr_start(feature_set=study.feature_set, query_image=task.query.image)
+        round_ = IQRRound.objects.create(
+            task=task,
+            number=0,
+            ranking=pool[: study.results_per_round],
+            seconds=time.perf_counter() - started,
+        )
+        task.iqr_state = state
+        task.started_at = timezone.now()
+        task.save(update_fields=["iqr_state", "started_at"])
+        _record_shown(task, round_)
+    return task
+
+
+def rounds_left(*, task: SearchTask) -> int:
+    """Refines the worker may still ask for in ``task`` (``study.iqr_rounds`` in all)."""
+    used = IQRRound.objects.filter(task=task, number__gte=1).count()
+    return max(task.assignment.study.iqr_rounds - used, 0)
+
+
+def search_task_refine(*, task: SearchTask, client_event_id: str) -> SearchTask:
+    """Run one IQR round on the worker's current marks and show the next results.
+
+    The feedback is the task's current judgements (``events.task_marks``): relevant images are
+    positives, not-relevant ones negatives, images judged before but withdrawn are unmarked.
+    The new round shows the top ``results_per_round`` of the SVM ranking that lie in the pool
+    and are unjudged, filled up from the pool's own order when the working set holds fewer.
+    Idempotent per ``client_event_id``: the same id again returns the task without a new round.
+
+    Raises :class:`HitRefused`: the task has not begun or has ended (409), no rounds are left
+    (409), or the id was used for another event (409).
+    """
+    with transaction.atomic():
+        task = _locked(task)
+        replay = Event.objects.filter(
+            assignment=task.assignment_id, client_event_id=client_event_id
+        ).first()
+        if replay is not None:
+            if replay.type != Event.Type.REFINE or replay.task_id != task.pk:
+                raise HitRefused(
+                    f"client_event_id {client_event_id!r} was already used for another event",
+                    status=409,
+                )
+            return task
+        if task.started_at is None or task.ended_at is not None:
+            raise HitRefused("refine needs a running task", status=409)
+        _check_turn(task)
+        if rounds_left(task=task) == 0:
+            raise HitRefused("no refine rounds are left in this task", status=409)
+        study = task.assignment.study
+        started = time.perf_counter()
+        marks = task_marks(task=task)
+        positives = sorted(i for i, m in marks.items() if m == "relevant")
+        negatives = sorted(i for i, m in marks.items() if m == "not_relevant")
+        unmark = sorted(shown_image_ids(task=task) - set(marks))
+        result = iqr_refine(
+            feature_set=study.feature_set,
+            state=task.iqr_state,
+            positives=positives,
+            negatives=negatives,
+            unmark=unmark,
+        )
+        pool = candidate_pool(study=study, query=task.query)
+        in_pool = set(pool)
+        ranking = [i for i in result.ranking if i in in_pool and i not in marks]
+        chosen = set(ranking)
+        ranking += [i for i in pool if i not in marks and i not in chosen]
+        number = IQRRound.objects.filter(task=task).count()
+        round_ = IQRRound.objects.create(
+            task=task,
+            number=number,
+            ranking=ranking[: study.results_per_round],
+            positives=positives,
+            negatives=negatives,
+            seconds=time.perf_counter() - started,
+        )
+        task.iqr_state = result.state
+        task.save(update_fields=["iqr_state"])
+        event_record(
+            assignment=task.assignment,
+            client_event_id=client_event_id,
+            type=Event.Type.REFINE,
+            task=task,
+            iqr_round=number,
+            payload={"positives": len(positives), "negatives": len(negatives)},
+        )
+        _record_shown(task, round_)
+    return task
+
+
+def search_task_end(*, task: SearchTask, reason: str) -> SearchTask:
+    """End ``task`` for ``reason`` (a ``SearchTask.EndReason``); idempotent (an ended task is
+    returned as it is). ``rounds_spent`` is refused (409) while refines are left, and a task
+    that has not begun cannot end (409)."""
+    with transaction.atomic():
+        task = _locked(task)
+        if task.ended_at is not None:
+            return task
+        if task.started_at is None:
+            raise HitRefused("this task has not begun", status=409)
+        if reason not in SearchTask.EndReason.values:
+            raise HitRefused(f"unknown end reason {reason!r}")
+        if reason == SearchTask.EndReason.ROUNDS_SPENT and rounds_left(task=task):
+            raise HitRefused("refine rounds are left; the task goes on", status=409)
+        task.ended_at = timezone.now()
+        task.end_reason = reason
+        task.save(update_fields=["ended_at", "end_reason"])
+        found = sum(1 for mark in task_marks(task=task).values() if mark == "relevant")
+        event_record(
+            assignment=task.assignment,
+            client_event_id=server_event_id("task_end", task.pk),
+            type=Event.Type.TASK_END,
+            task=task,
+            payload={"reason": reason, "found": found},
+            server=True,
+        )
+    return task

@@ -1,0 +1,38 @@
+"""Saliency overlays shown with a with-XAI task's results (seed 001 Figure 3).
+
+An overlay is the PNG of an ``explain.models.SaliencyMap`` for (study feature set, task query,
+result image, the condition's method config), kept in Django's storage and found through
+``explain.selectors.saliency_overlay_keys`` (no backbone is loaded). A result without an
+overlay is shown plain: the page says so in its events and the ``shown`` event lists it
+(``overlays_missing``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from explain.selectors import saliency_overlay_keys
+
+from ..models import SearchTask
+
+logger = logging.getLogger(__name__)
+
+
+def overlay_keys(*, task: SearchTask, image_ids: Iterable[int]) -> dict[int, str | None]:
+    """{image id: storage key of its overlay for ``task``, or None}; all None for a no-XAI
+    task. Never raises for a missing map; a condition whose method config cannot be read
+    counts as having no maps (and is logged), so the page still shows the plain images."""
+    ids = [int(i) for i in image_ids]
+    if not task.condition.is_xai:
+        return dict.fromkeys(ids)
+    try:
+        return saliency_overlay_keys(
+            study=task.assignment.study,
+            condition=task.condition,
+            query_image_id=task.query.image_id,
+            result_image_ids=ids,
+        )
+    except ValueError:
+        logger.exception("no overlays for task %s: its condition's config is invalid", task.pk)
+        return dict.fromkeys(ids)
