@@ -105,11 +105,12 @@ def test_demo_serves_the_platform_and_the_printed_admin_login_works(tmp_path, br
         assert page.locator("td.field-status").first.inner_text() == "Done"
         assert page.locator("td.field-progress").first.inner_text() == "120 / 120 (100%)"
 
-        # The simulated copy of the demo study is analysed: Table 1 lists the four cells.
+        # The simulated copy of the demo study is analysed: Table 1 has both conditions, its
+        # qD rows and the with/without ratio, laid out as seed 001's.
         page.goto(f"http://127.0.0.1:{port}/analysis/demo-simulated/")
-        table1 = page.locator("table.analysis-table").first.inner_text()
-        for cell in ("CL", "CS", "UL", "US"):
-            assert cell in table1
+        table1 = page.locator("table.analysis-table").first.inner_text().lower()
+        for label in ("with-xai", "no-xai", "qd", "ratio"):
+            assert label in table1
 
         # The lab HIT opens on the demo study and asks for a participant code.
         page.goto(f"http://127.0.0.1:{port}/lab/demo/")
