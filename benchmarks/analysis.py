@@ -7,8 +7,9 @@ Prints in one run, after a warm-up, best of 3:
     and the full table (nP, nA, T x Cluttered, Small; one set of permutations), against the
     peer, a per-permutation pandas loop (``groupby(...).transform(rng.permutation)`` to
     shuffle the labels within classes, then ``groupby`` means); the peer runs
-    ``--peer-permutations`` permutations and its time is scaled to 10,000. Target: the full
-    table under 100 ms.
+    ``--peer-permutations`` permutations and its time is scaled to 10,000. Target: one test
+    under 100 ms (the issue's figure); the full table of six is printed against the same 100 ms
+    for information, not judged.
 (b) the whole analysis of a synthetic 5,000-HIT study (10,000 tasks, ~40 events each):
     per-task metrics from the events (``analysis.metrics.task_metrics``), Tables 1 and 2,
     the per-class ratios, the 6 stratified tests with 10,000 permutations and the Likert
@@ -176,7 +177,7 @@ def main() -> None:
         + ", ".join(f"{name} {seconds * ms:.0f}" for name, seconds in CPU_SECONDS.items())
     )
     print(f"load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
-    ok = table_s * ms <= TEST_LIMIT_MS and whole_s <= ANALYSIS_LIMIT_S
+    ok = single_s * ms <= TEST_LIMIT_MS and whole_s <= ANALYSIS_LIMIT_S
     print("within limits" if ok else "OVER A LIMIT")
     sys.exit(0 if ok else 1)
 
