@@ -359,9 +359,7 @@ class Store(RequesterApi):
         with self._tx() as db:
             now = self._now(db)
             self._settle(db, now)
-            worker = db.execute("SELECT * FROM workers WHERE id=?", (worker_id,)).fetchone()
-            if worker is None:
-                raise ApiError(f"No simulated worker {worker_id!r}.")
+            worker = self._worker_row(db, worker_id)
             out = []
             for row in db.execute("SELECT id FROM hits ORDER BY created").fetchall():
                 hit = self._hit_view(db, row["id"], now)
@@ -373,6 +371,13 @@ class Store(RequesterApi):
                 hit["reason"] = self._accept_refusal(db, worker, row["id"], now)
                 out.append(hit)
         return out
+
+    @staticmethod
+    def _worker_row(db, worker_id: str) -> sqlite3.Row:
+        worker = db.execute("SELECT * FROM workers WHERE id=?", (worker_id,)).fetchone()
+        if worker is None:
+            raise ApiError(f"No simulated worker {worker_id!r}.")
+        return worker
 
     def _accept_refusal(self, db, worker: sqlite3.Row, hit_id: str, now: float) -> str:
         hit = self._hit_row(db, hit_id)
@@ -403,9 +408,7 @@ class Store(RequesterApi):
         with self._tx() as db:
             now = self._now(db)
             self._settle(db, now)
-            worker = db.execute("SELECT * FROM workers WHERE id=?", (worker_id,)).fetchone()
-            if worker is None:
-                raise ApiError(f"No simulated worker {worker_id!r}.")
+            worker = self._worker_row(db, worker_id)
             hit = self._hit_row(db, hit_id)
             reason = self._worker_qualifies(
                 db, worker, json.loads(hit["qualifications"]), "preview"
@@ -422,9 +425,7 @@ class Store(RequesterApi):
         with self._tx() as db:
             now = self._now(db)
             self._settle(db, now)
-            worker = db.execute("SELECT * FROM workers WHERE id=?", (worker_id,)).fetchone()
-            if worker is None:
-                raise ApiError(f"No simulated worker {worker_id!r}.")
+            worker = self._worker_row(db, worker_id)
             reason = self._accept_refusal(db, worker, hit_id, now)
             if reason:
                 raise ApiError(f"Worker {worker_id} cannot accept HIT {hit_id}: {reason}.")

@@ -11,24 +11,14 @@ from django.core.management import CommandError, call_command
 
 from analysis.frame import AnalysisError, read_tasks_csv
 from analysis.services import analysis_download, analysis_export, analysis_run
-from studyplatform.models import Question, Questionnaire, Response
-from tests.analysis.test_study_selectors import add_assignment, build_study, play
+from tests.analysis.test_study_selectors import build_study, played_study
 
 SHEETS = {"tasks", "table1", "table2", "tests", "class_ratios", "likert", "notes"}
 
 
 @pytest.fixture
 def study(db):
-    study, images = build_study(spec={"analysis": {"permutations": 200}})
-    final = Questionnaire.objects.create(study=study, kind="final")
-    prefer = Question.objects.create(
-        questionnaire=final, code="prefer_with_xai", position=1, text="I prefer maps."
-    )
-    for n in range(6):
-        assignment = add_assignment(study, f"W{n}", pair=1 + n % 2)
-        play(assignment, images)
-        Response.objects.create(assignment=assignment, question=prefer, value=1 + n)
-    return study
+    return played_study(workers=6, permutations=200)
 
 
 def test_export_analysis_writes_every_format_and_the_workbook_has_every_sheet(study, tmp_path):

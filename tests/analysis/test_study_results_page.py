@@ -6,32 +6,14 @@ import io
 
 import pandas as pd
 import pytest
-from django.urls import include, path
 
-import studyplatform.urls
 from analysis.admin import results_link
-from studyplatform.models import Question, Questionnaire, Response
-from tests.analysis.test_study_selectors import add_assignment, build_study, play
-
-# The project's URLconf, plus the analysis URLs when it does not include them yet.
-urlpatterns = list(studyplatform.urls.urlpatterns)
-if not any(getattr(p, "namespace", None) == "analysis" for p in urlpatterns):
-    urlpatterns.append(path("", include("analysis.urls")))
-pytestmark = pytest.mark.urls(__name__)
+from tests.analysis.test_study_selectors import build_study, played_study
 
 
 @pytest.fixture
 def study(db):
-    study, images = build_study(spec={"analysis": {"permutations": 100}})
-    final = Questionnaire.objects.create(study=study, kind="final")
-    prefer = Question.objects.create(
-        questionnaire=final, code="prefer_with_xai", position=1, text="I prefer maps."
-    )
-    for n in range(4):
-        assignment = add_assignment(study, f"W{n}", pair=1 + n % 2)
-        play(assignment, images)
-        Response.objects.create(assignment=assignment, question=prefer, value=2 + n)
-    return study
+    return played_study(workers=4, permutations=100)
 
 
 def test_staff_see_the_tables_figures_and_download_buttons(admin_client, study):

@@ -283,3 +283,18 @@ def test_likert_answers_carry_their_tasks_and_final_answers_both(tiny):
     ]
     assert set(table["is_xai"]) == {True, False}
     assert np.all(table["worker"].str.startswith("w-"))
+
+
+def played_study(*, workers: int, permutations: int):
+    """A study played by ``workers`` workers alternating between pairs 1 and 2, each answering
+    the final preference statement with 1, 2, ... (one higher per worker, capped at 6)."""
+    study, images = build_study(spec={"analysis": {"permutations": permutations}})
+    final = Questionnaire.objects.create(study=study, kind="final")
+    prefer = Question.objects.create(
+        questionnaire=final, code="prefer_with_xai", position=1, text="I prefer maps."
+    )
+    for n in range(workers):
+        assignment = add_assignment(study, f"W{n}", pair=1 + n % 2)
+        play(assignment, images)
+        Response.objects.create(assignment=assignment, question=prefer, value=min(1 + n, 6))
+    return study

@@ -11,7 +11,7 @@ from studyplatform.services.specs import study_spec_load
 
 from .conftest import DEMO_SPEC
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.studyplatform.api_urls_for_tests")]
+pytestmark = pytest.mark.django_db
 
 
 def test_a_study_is_created_from_a_yaml_spec_and_read_back(admin_client, demo_feature_set):
