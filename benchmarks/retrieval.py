@@ -10,15 +10,19 @@ features of COCO train2017) into a temporary ``.npy`` file, opens it read-only a
     (``pairwise_distances(..., metric="manhattan")``: half the L1 distance is the HIK distance
     for L1-normalised rows);
 (b) one IQR refine on the whole archive: train on the query + 10 relevant + 10 not-relevant
-    images and score all rows, with :class:`retrieval.hik_svm.HikSvmReranker` against the
-    scikit-learn baseline on the same data (the 123,000 x 21 HIK Gram matrix computed with numpy,
-    then ``SVC(kernel="precomputed").decision_function``), the ratio against the targets
-    (< 150 ms, >= 20x), and whether the two top-50 rankings are identical;
-(c) for information, the same refine with the numpy backend (``device="numpy"``, the fallback
-    when numba is not installed), the first call's time (the numba kernel compiled, or loaded
-    from its on-disk cache), the refine against the streaming pass, and the refine as the study
-    runs it (:class:`retrieval.iqr.IqrSession`: SMQTK's working set of the 500 nearest
-    neighbours of each positive, and the whole archive).
+    images and find the top 50 of all rows with their exact decision values
+    (:meth:`retrieval.hik_svm.HikSvmReranker.top_k` over the archive's uint8 bucket codes,
+    :mod:`retrieval.hik_codes`: every row bounded, only the rows the bounds cannot rule out
+    scored exactly), against the scikit-learn baseline on the same data (the 123,000 x 21 HIK
+    Gram matrix computed with numpy, then ``SVC(kernel="precomputed").decision_function`` and a
+    sort), the ratio against the targets (< 150 ms, >= 20x), and whether the two top-50
+    rankings are identical; the codes are built once per archive, before, and their build time
+    and size are printed;
+(c) for information: every row scored exactly and sorted (the fused numba kernel, and the numpy
+    backend, ``device="numpy"``, the fallback when numba is not installed), the first call's
+    time (the numba kernel compiled, or loaded from its on-disk cache), and the refine as the
+    study runs it (:class:`retrieval.iqr.IqrSession`: SMQTK's working set of the 500 nearest
+    neighbours of each positive; and the whole archive with the codes, first 50).
 
 Exit status 1 when a target is missed. The machine's load average is printed: on a shared
 machine the compute-bound lines slow down, the streaming pass much less.
@@ -44,6 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from retrieval.hik_codes import HikCodes  # noqa: E402
 from retrieval.hik_svm import HikSvmReranker, _resolve_backend  # noqa: E402
 from retrieval.iqr import IqrSession  # noqa: E402
 from retrieval.search import top_k  # noqa: E402
@@ -130,8 +135,21 @@ def baseline_refine(features: np.ndarray, train: np.ndarray, labels: np.ndarray)
 def our_refine(
     features: np.ndarray, train: np.ndarray, labels: np.ndarray, device: str | None = None
 ) -> np.ndarray:
+    """Every row scored exactly, then sorted."""
     scores = HikSvmReranker(C=2.0, device=device).fit(train, labels).decision_function(features)
     return np.argsort(-scores, kind="stable")
+
+
+SCORED: list[int] = []
+
+
+def our_top_refine(
+    features: np.ndarray, train: np.ndarray, labels: np.ndarray, codes: HikCodes
+) -> np.ndarray:
+    """The top 50 of every row, through the codes' bounds."""
+    top = HikSvmReranker(C=2.0).fit(train, labels).top_k(features, 50, codes=codes)
+    SCORED.append(top.scored)
+    return top.rows
 
 
 def main() -> None:
@@ -166,6 +184,12 @@ def main() -> None:
         train = np.asarray(features[train_rows])
         labels = np.r_[np.ones(11, np.int64), np.zeros(10, np.int64)]
         backend = _resolve_backend(None)[0]
+        started = time.perf_counter()
+        codes = HikCodes.build(features)
+        codes_s = time.perf_counter() - started
+        top_s, top_rows = best_of(
+            "top-50 refine", lambda: our_top_refine(features, train, labels, codes)
+        )
         refine_s, ours_ranking = best_of("refine", lambda: our_refine(features, train, labels))
         numpy_s, numpy_ranking = best_of(
             "numpy refine", lambda: our_refine(features, train, labels, device="numpy")
@@ -182,14 +206,15 @@ def main() -> None:
         study_s, study_ranking = best_of("study", study_refine)
 
         def whole_archive_refine() -> np.ndarray:
-            session = IqrSession(features, query_row, working_set="all")
+            session = IqrSession(features, query_row, working_set="all", codes=codes)
             session.adjudicate(positives=others[:10], negatives=others[10:])
-            return session.refine()
+            return session.refine(limit=50)
 
         whole_s, whole_ranking = best_of("study, all rows", whole_archive_refine)
 
     same_search = np.array_equal(ours_rows, peer_rows)
-    same_top50 = np.array_equal(ours_ranking[:50], baseline_ranking[:50])
+    same_top50 = np.array_equal(top_rows, baseline_ranking[:50])
+    same_full = np.array_equal(ours_ranking[:50], baseline_ranking[:50])
     search_limit_s = SEARCH_RATIO_LIMIT * stream_s
     ms = 1000.0
     print(f"\nretrieval: {args.rows:,} x {args.dims:,} features, read-only memmap, best of 3")
@@ -200,15 +225,24 @@ def main() -> None:
         f"{search_limit_s * ms:10.1f}{search_s / peer_search_s:11.2f}{search_s / search_limit_s:12.2f}"
     )
     print(
-        f"{'IQR refine, all rows (ms)':34}{refine_s * ms:10.1f}{baseline_s * ms:10.1f}"
+        f"{'IQR refine, top 50 of all (ms)':34}{top_s * ms:10.1f}{baseline_s * ms:10.1f}"
+        f"{REFINE_LIMIT_MS:10.0f}{top_s / baseline_s:11.2f}{top_s * ms / REFINE_LIMIT_MS:12.2f}"
+    )
+    print(
+        f"{'IQR refine, every row exact (ms)':34}{refine_s * ms:10.1f}{baseline_s * ms:10.1f}"
         f"{REFINE_LIMIT_MS:10.0f}{refine_s / baseline_s:11.2f}{refine_s * ms / REFINE_LIMIT_MS:12.2f}"
     )
     print(
-        f"{'IQR refine, numpy backend (ms)':34}{numpy_s * ms:10.1f}{baseline_s * ms:10.1f}"
+        f"{'IQR refine, every row, numpy (ms)':34}{numpy_s * ms:10.1f}{baseline_s * ms:10.1f}"
         f"{REFINE_LIMIT_MS:10.0f}{numpy_s / baseline_s:11.2f}{numpy_s * ms / REFINE_LIMIT_MS:12.2f}"
     )
     print(f"{'IQR refine, study working set (ms)':34}{study_s * ms:10.1f}")
-    print(f"{'IQR refine, study, all rows (ms)':34}{whole_s * ms:10.1f}")
+    print(f"{'IQR refine, study, top 50 of all':34}{whole_s * ms:10.1f}")
+    print(
+        f"bucket codes: built once in {codes_s:.1f} s, {codes.codes.nbytes / 1e6:,.0f} MB"
+        f" (uint8, {codes.edges.shape[1] - 1} buckets per dimension); rows scored exactly per"
+        f" top-50 refine: {min(SCORED):,} to {max(SCORED):,} of {args.rows:,}"
+    )
     kernel_note = f"numba {_hik_kernel_version()}" if backend == "numba" else "no numba"
     print(
         f"scoring backend: {backend} ({kernel_note}); first refine (compile or cache load):"
@@ -220,9 +254,10 @@ def main() -> None:
         f" top-50 equal to the peer's: {'yes' if same_search else 'NO'}"
     )
     print(
-        f"refine speed-up, baseline / ours: {baseline_s / refine_s:.1f}x"
+        f"refine speed-up, baseline / ours: {baseline_s / top_s:.1f}x"
         f" (target >= {REFINE_SPEEDUP_TARGET:.0f}x); top-50 rankings identical:"
-        f" {'yes' if same_top50 else 'NO'}"
+        f" {'yes' if same_top50 else 'NO'}; every row exact: {baseline_s / refine_s:.1f}x,"
+        f" top 50 identical: {'yes' if same_full else 'NO'}"
     )
     same_numpy = np.array_equal(numpy_ranking[:50], baseline_ranking[:50])
     same_session = np.array_equal(
@@ -247,8 +282,8 @@ def main() -> None:
     print(f"load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
     ok = (
         search_s <= search_limit_s
-        and refine_s * ms <= REFINE_LIMIT_MS
-        and baseline_s / refine_s >= REFINE_SPEEDUP_TARGET
+        and top_s * ms <= REFINE_LIMIT_MS
+        and baseline_s / top_s >= REFINE_SPEEDUP_TARGET
         and same_top50
     )
     print("within limits" if ok else "OVER A LIMIT")

@@ -42,14 +42,13 @@ alone, so it does not depend on blocking, thread count or load, and concurrent c
 several threads are safe (no shared mutable state after ``fit``).
 
 Measured with ``benchmarks/retrieval.py`` (123,000 x 2,048 float32 memmap, 21 training images,
-all 21 support vectors, 2 cores shared with other work): the numba kernel takes about a fifth of
-the numpy backend's CPU time (1.8 s against 8.7 s per refine, summed over both threads) and a
-tenth of scikit-learn's precomputed-Gram baseline, with the same top-50; it does not reach the
-150 ms target. The reason is arithmetic, not memory: each row costs ``2 S D`` = 86,000 float64
-operations (a minimum and an add per value and support vector), 10.6 GFLOP for the archive;
-LLVM vectorises the kernel with 256-bit vectors on this CPU (4 float64 lanes, 2 ports), a floor
-of about 330 ms at 2 GHz on 2 idle cores, and 512-bit vectors would halve that to about 165 ms,
-while one streaming pass over the 1 GB file takes about 46 ms.
+all 21 support vectors, 2 cores): the numba kernel takes about a fifth of the numpy backend's
+CPU time and a tenth of scikit-learn's precomputed-Gram baseline, with the same top-50. Scoring
+every row stays arithmetic-bound: ``2 S D`` = 86,000 float64 operations per row, 10.6 GFLOP for
+the archive, a floor of about 330 ms with 256-bit vectors on 2 cores at 2 GHz. A refine needs
+only the first results, so :meth:`HikSvmReranker.top_k` with the archive's bucket codes
+(:mod:`retrieval.hik_codes`) bounds every row with one byte look-up per value and scores only
+the few hundred rows the bounds cannot rule out: the same rows and values, a tenth of the time.
 
 Precision: the minima and comparisons are exact and the sums float64; all backends agree with
 scikit-learn to ~1e-12 of the value range. (A float32 kernel sum does not suffice: on
@@ -70,7 +69,7 @@ from sklearn.base import BaseEstimator
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
-from .search import run_in_row_blocks
+from .search import check_rows, run_in_row_blocks
 
 __all__ = ["HikSvmReranker", "hik_gram"]
 
@@ -357,6 +356,40 @@ class HikSvmReranker(BaseEstimator):
         sort it in decreasing order to rank.
         """
         return self.decision_function(X)
+
+    def top_k(self, X: ArrayLike, k: int, *, codes=None, exclude: ArrayLike | None = None):
+        """The ``k`` rows of ``X`` with the largest decision values, exactly.
+
+        Parameters
+        ----------
+        X : ndarray or np.memmap of shape (n_images, D)
+        k : int
+            How many rows, >= 1.
+        codes : retrieval.hik_codes.HikCodes, optional
+            The archive's codes: only rows that proven bounds cannot rule out are scored
+            exactly (:func:`retrieval.hik_codes.bounded_top_k`). Without them every row is.
+        exclude : array-like of int, optional
+            Rows never returned.
+
+        Returns
+        -------
+        retrieval.hik_codes.TopK
+            ``rows`` best first (equal values by lower row), their exact ``values``, and how
+            many rows were ``scored`` exactly. Both ways give the same rows and values.
+        """
+        from .hik_codes import TopK, bounded_top_k
+
+        check_is_fitted(self, "knots_")
+        if codes is not None:
+            return bounded_top_k(self, X, codes, k, exclude=exclude)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        values = self.decision_function(X)
+        eligible = np.ones(values.size, dtype=bool)
+        eligible[check_rows("exclude", [] if exclude is None else exclude, values.size)] = False
+        rows = np.flatnonzero(eligible)
+        order = np.lexsort((rows, -values[rows]))[:k]
+        return TopK(rows=rows[order], values=values[rows[order]], scored=int(values.size))
 
     def _score_torch(self, X, out: np.ndarray, step: int, device) -> None:
         import torch

@@ -45,6 +45,7 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .hik_codes import HikCodes
 from .hik_svm import HikSvmReranker
 from .search import check_rows, distances, top_k, top_k_batch
 
@@ -79,6 +80,10 @@ class IqrSession:
         Backend for the nearest-neighbour scans and the SVM scoring (see :mod:`retrieval.search`
         and :class:`retrieval.hik_svm.HikSvmReranker`). None: CUDA when available; else numpy
         for the scans and, for the SVM, the compiled numba kernel (numpy without numba).
+    codes : retrieval.hik_codes.HikCodes, optional
+        The archive's bucket codes. With them, ``refine(limit=k)`` over the whole archive scores
+        only the rows that proven bounds cannot rule out (:mod:`retrieval.hik_codes`); the
+        answer is the same.
 
     Raises
     ------
@@ -97,6 +102,7 @@ class IqrSession:
         C: float = 2.0,
         positive_weight: str | float = "auto",
         device: str | None = None,
+        codes: HikCodes | None = None,
     ) -> None:
         if not hasattr(features, "shape") or len(features.shape) != 2:
             raise ValueError(f"features must be 2-D (n_images, n_dims), got {np.shape(features)}")
@@ -136,6 +142,7 @@ class IqrSession:
         self.C = C
         self.positive_weight = positive_weight
         self.device = device
+        self.codes = codes
         # Validated now, so a bad C fails at construction rather than at the first refine.
         HikSvmReranker(C=C, positive_weight=positive_weight)._check_params()
         self.positives: set[int] = set()
@@ -267,12 +274,19 @@ class IqrSession:
         y = np.r_[np.ones(len(positive_vectors), np.int64), np.zeros(negative_rows.size, np.int64)]
         return X, y
 
-    def refine(self) -> np.ndarray:
+    def refine(self, limit: int | None = None) -> np.ndarray:
         """Train the HIK SVM on the marks and rank the unjudged working set.
+
+        Parameters
+        ----------
+        limit : int, optional
+            Return only the first ``limit`` rows of the ranking (what a worker is shown). Over
+            the whole archive with ``codes`` this is what makes a refine fast; the rows are the
+            same as the first ``limit`` of the full ranking.
 
         Returns
         -------
-        ndarray of shape (n_unjudged,), int64
+        ndarray of shape (n_unjudged,) or (min(limit, n_unjudged),), int64
             Working-set rows that are neither judged nor the query's row, by decreasing SVM
             decision value (most relevant first), ties by lower row.
 
@@ -288,6 +302,14 @@ class IqrSession:
         judged = self.positives | self.negatives
         if self.query_row is not None:
             judged.add(self.query_row)
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1
+        ):
+            raise ValueError(f"limit must be None or an integer >= 1, got {limit!r}")
+        if self.working_set == "all" and limit is not None:
+            return model.top_k(
+                self.features, int(limit), codes=self.codes, exclude=sorted(judged)
+            ).rows
         candidates = pool[~np.isin(pool, np.fromiter(judged, dtype=np.int64, count=len(judged)))]
         if self.working_set == "all":
             # The whole archive in one fused pass over the feature matrix (a memmap is read in
@@ -297,7 +319,7 @@ class IqrSession:
             scores = model.decision_function(_RowView(self.features, candidates))
         # Decreasing score, ties by lower row: candidates are ascending, the sort is stable.
         order = np.argsort(-scores, kind="stable")
-        return candidates[order]
+        return candidates[order] if limit is None else candidates[order[:limit]]
 
     # ------------------------------------------------------------------ persistence
 
@@ -330,11 +352,17 @@ class IqrSession:
 
     @classmethod
     def from_state(
-        cls, state: dict, features: ArrayLike, *, device: str | None = None
+        cls,
+        state: dict,
+        features: ArrayLike,
+        *,
+        device: str | None = None,
+        codes: HikCodes | None = None,
     ) -> IqrSession:
         """Rebuild a session from :meth:`to_state` output and the same archive features.
 
-        ``device`` is where this process computes (not part of the session's state).
+        ``device`` is where this process computes and ``codes`` the archive's bucket codes, if
+        any (neither is part of the session's state).
 
         Raises
         ------
@@ -359,6 +387,7 @@ class IqrSession:
             C=state["C"],
             positive_weight=state["positive_weight"],
             device=device,
+            codes=codes,
         )
         session.adjudicate(positives=state["positives"], negatives=state["negatives"])
         session._working_rows = check_rows("working_rows", state["working_rows"], state["n_rows"])

@@ -228,3 +228,8 @@ class FeatureSet(models.Model):
     def ids_path(self) -> Path:
         """The (n_rows,) int64 ``.npy`` file of image ids, one per row."""
         return self.features_path.with_suffix(".ids.npy")
+
+    @property
+    def codes_path(self) -> Path:
+        """The folder of the features' HIK bucket codes (``retrieval.hik_codes``)."""
+        return self.features_path.with_suffix(".hikcodes")

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..accuracy import retrieval_accuracy
 from ..extraction import load_features
+from ..hik_codes import HikCodes
 from ..models import Annotation, Category, FeatureSet, Image
 from ..search import top_k
 
@@ -34,6 +35,19 @@ def feature_set_arrays(*, feature_set: FeatureSet) -> tuple[np.ndarray, np.ndarr
         raise ValueError(f"feature set {feature_set.pk} is {feature_set.status}, not done")
     path = feature_set.features_path
     return _arrays(str(path), path.stat().st_mtime)
+
+
+@functools.lru_cache(maxsize=8)
+def _codes(folder: str, modified: float) -> HikCodes:
+    return HikCodes.load(folder)
+
+
+def feature_set_codes(*, feature_set: FeatureSet) -> HikCodes | None:
+    """The feature set's HIK bucket codes (a read-only memmap), or None when not built."""
+    folder = feature_set.codes_path
+    if not (folder / "codes.npy").is_file():
+        return None
+    return _codes(str(folder), (folder / "codes.npy").stat().st_mtime)
 
 
 def feature_set_rows(*, feature_set: FeatureSet, image_ids: Iterable[int]) -> np.ndarray:

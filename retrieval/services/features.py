@@ -17,7 +17,8 @@ import numpy as np
 from django.db import transaction
 
 from ..backbones import BackboneConfig, build_backbone
-from ..extraction import extract_features
+from ..extraction import extract_features, load_features
+from ..hik_codes import HikCodes
 from ..models import Archive, FeatureSet, Image
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def feature_set_extract(
     ``failed_images``. The row's ``rows_done`` follows the progress, batch by batch.
     """
     if feature_set.status == FeatureSet.Status.DONE:
+        feature_set_codes_build(feature_set=feature_set)
         return feature_set
     features_path, ids_path = feature_set.features_path, feature_set.ids_path
     features_path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,6 +128,8 @@ def feature_set_extract(
             path,
             reason,
         )
+    if finished:
+        feature_set_codes_build(feature_set=feature_set)
     FeatureSet.objects.filter(pk=feature_set.pk).update(
         status=FeatureSet.Status.DONE if finished else FeatureSet.Status.PENDING,
         dim=result.dim,
@@ -135,3 +139,21 @@ def feature_set_extract(
     )
     feature_set.refresh_from_db()
     return feature_set
+
+
+def feature_set_codes_build(*, feature_set: FeatureSet) -> Path:
+    """Build the HIK bucket codes of a feature set's rows, unless they exist and match.
+
+    They let a whole-archive IQR refine score only the rows that bounds cannot rule out
+    (``retrieval.hik_codes``); IQR works without them, scoring every row. Each file is written
+    whole or not at all, and codes that no longer match the features are rebuilt.
+    """
+    folder = feature_set.codes_path
+    features = load_features(feature_set.features_path)
+    if folder.is_dir():
+        try:
+            HikCodes.load(folder).check_matches(features)
+            return folder
+        except (FileNotFoundError, ValueError):
+            logger.info("feature set %s: rebuilding stale HIK codes", feature_set.pk)
+    return HikCodes.build(features).save(folder)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..iqr import IqrSession
 from ..models import FeatureSet, Image
-from ..selectors.features import feature_set_arrays, feature_set_rows
+from ..selectors.features import feature_set_arrays, feature_set_codes, feature_set_rows
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,13 @@ def iqr_refine(
     positives: Iterable[int] = (),
     negatives: Iterable[int] = (),
     unmark: Iterable[int] = (),
+    limit: int | None = None,
 ) -> IqrResult:
     """Record feedback (image ids) and re-rank with the HIK SVM.
+
+    ``limit`` keeps the first ``limit`` images of the ranking; over the whole archive
+    (``working_set="all"``) with the feature set's HIK codes built, only the rows that their
+    bounds cannot rule out are scored (the same images).
 
     Raises ``ValueError`` for images outside the feature set, a state made for another feature
     set, or an image marked both relevant and not relevant; the state passed in is never changed.
@@ -53,9 +58,10 @@ def iqr_refine(
         name: feature_set_rows(feature_set=feature_set, image_ids=values).tolist()
         for name, values in (("positives", positives), ("negatives", negatives), ("unmark", unmark))
     }
-    session = IqrSession.from_state(state["session"], features)
+    codes = feature_set_codes(feature_set=feature_set)
+    session = IqrSession.from_state(state["session"], features, codes=codes)
     session.adjudicate(**rows)
-    ranking = session.refine()
+    ranking = session.refine(limit=limit)
     return IqrResult(
         ranking=[int(ids[row]) for row in ranking],
         state={"feature_set": feature_set.pk, "session": session.to_state()},

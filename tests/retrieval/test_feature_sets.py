@@ -9,15 +9,21 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
+from retrieval.hik_codes import HikCodes
 from retrieval.models import Category, FeatureSet, Image
 from retrieval.selectors.features import (
     feature_set_arrays,
+    feature_set_codes,
     feature_set_rows,
     retrieval_accuracy_of,
     search,
 )
 from retrieval.services import archive_import_coco
-from retrieval.services.features import feature_set_extract, features_extract
+from retrieval.services.features import (
+    feature_set_codes_build,
+    feature_set_extract,
+    features_extract,
+)
 from retrieval.services.iqr import iqr_refine, iqr_start
 from retrieval.tasks import features_extract as features_extract_task
 
@@ -70,6 +76,36 @@ def test_extraction_writes_one_l1_normalised_row_per_image(feature_set, archive)
     )
     assert len(feature_set.weights_sha256) == 64
     assert feature_set.failed_images == []
+
+
+def test_extraction_builds_the_hik_codes_and_rebuilds_them_when_stale(feature_set):
+    features, _ = feature_set_arrays(feature_set=feature_set)
+    codes = feature_set_codes(feature_set=feature_set)
+
+    assert codes is not None
+    assert codes.codes.shape == (feature_set.dim, 120)
+    codes.check_matches(features)
+    # Codes of other features (here: built from reversed rows) are replaced on the next run.
+    HikCodes.build(np.ascontiguousarray(features[::-1])).save(feature_set.codes_path)
+    with pytest.raises(ValueError, match="do not match"):
+        HikCodes.load(feature_set.codes_path).check_matches(features)
+    feature_set_codes_build(feature_set=feature_set)
+    HikCodes.load(feature_set.codes_path).check_matches(features)
+
+
+def test_a_whole_archive_refine_with_a_limit_is_the_head_of_the_full_ranking(feature_set, archive):
+    query = Image.objects.filter(archive=archive).order_by("pk")[3]
+    judged = list(
+        Image.objects.filter(archive=archive).order_by("-pk").values_list("pk", flat=True)
+    )
+    state = iqr_start(feature_set=feature_set, query_image=query, working_set="all")
+    marks = {"positives": judged[:3], "negatives": judged[3:6]}
+
+    full = iqr_refine(feature_set=feature_set, state=state, **marks)
+    head = iqr_refine(feature_set=feature_set, state=state, limit=20, **marks)
+
+    assert head.ranking == full.ranking[:20]
+    assert head.state == full.state
 
 
 def test_extracting_a_finished_set_again_changes_nothing(feature_set):
