@@ -231,11 +231,19 @@ def table_sums(codes, start, stop, table, out):  # pragma: no cover
     out : ndarray of shape (n_rows,), int64
     """
     n_dims = codes.shape[0]
+    whole = n_dims - n_dims % 4
     for block in range(start, stop, _SUM_BLOCK):
         end = min(stop, block + _SUM_BLOCK)
         acc = out[block:end]
         acc[:] = 0
-        for d in range(n_dims):
+        # Four dimensions per sweep: a quarter of the accumulator loads and stores.
+        for d in range(0, whole, 4):
+            t0, t1, t2, t3 = table[d], table[d + 1], table[d + 2], table[d + 3]
+            c0, c1 = codes[d, block:end], codes[d + 1, block:end]
+            c2, c3 = codes[d + 2, block:end], codes[d + 3, block:end]
+            for i in range(end - block):
+                acc[i] += (t0[c0[i]] + t1[c1[i]]) + (t2[c2[i]] + t3[c3[i]])
+        for d in range(whole, n_dims):
             t = table[d]
             c = codes[d, block:end]
             for i in range(end - block):
