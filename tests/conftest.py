@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 from pathlib import Path
 
 import hypothesis
@@ -40,6 +41,39 @@ def service_missing(service: str, detail: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{message}; REQUIRE_SERVICES=1 makes this a failure")
     pytest.skip(message)
+
+
+def celery_worker_argv(*options: str) -> list[str]:
+    """``python -m celery -A studyplatform worker`` with ``options``, without gossip or mingle,
+    logging at INFO."""
+    return [
+        *(sys.executable, "-m", "celery", "-A", "studyplatform", "worker"),
+        *("--without-gossip", "--without-mingle", "--loglevel", "INFO"),
+        *options,
+    ]
+
+
+def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """Environment for a Celery worker or ``manage.py`` subprocess of a test: the test settings,
+    this process's test database, ``redis_url`` as broker and result backend, plus ``extra``."""
+    from django.db import connection
+
+    conf = connection.settings_dict
+    if connection.vendor == "postgresql":
+        user = conf["USER"] or "postgres"
+        auth = user + (f":{conf['PASSWORD']}" if conf["PASSWORD"] else "")
+        host = f"{conf['HOST'] or '127.0.0.1'}:{conf['PORT'] or 5432}"
+        database_url = f"postgres://{auth}@{host}/{conf['NAME']}"
+    else:
+        database_url = f"sqlite:///{conf['NAME']}"
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "studyplatform.settings.test",
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_RESULT_BACKEND": redis_url,
+        **extra,
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -22,8 +22,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "NAME": str(_test_dir / f"studyplatform-test-{os.getpid()}.sqlite3"),
     }
 
-# Tests give each test its own media folder (tests/conftest.py); this is only the fallback.
-MEDIA_ROOT = Path(tempfile.gettempdir()) / "studyplatform-test-media"
+# Tests give each test its own media folder (tests/conftest.py) and pass it to the processes
+# they start as MEDIA_ROOT; the temporary folder is only the fallback.
+MEDIA_ROOT = Path(
+    env_str("MEDIA_ROOT", str(Path(tempfile.gettempdir()) / "studyplatform-test-media"))
+)
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 
 import pytest
 from celery import Celery
 from django.conf import settings
-from django.db import connection
 
 from retrieval.models import Archive, Category
 from retrieval.tasks import archive_statistics_refresh
 from studyplatform.celery import app
-from tests.conftest import ROOT
+from tests.conftest import ROOT, celery_worker_argv, worker_env
 
 
 @pytest.mark.parametrize(
@@ -75,49 +72,14 @@ def test_without_a_broker_tasks_run_in_process(tmp_path):
     assert Category.objects.filter(archive=archive, instance_count__gt=0).count() >= 20
 
 
-def _database_url() -> str:
-    """URL of the test database this process uses, for the worker process."""
-    conf = connection.settings_dict
-    if connection.vendor == "postgresql":
-        user = conf["USER"] or "postgres"
-        auth = user + (f":{conf['PASSWORD']}" if conf["PASSWORD"] else "")
-        return (
-            f"postgres://{auth}@{conf['HOST'] or '127.0.0.1'}:{conf['PORT'] or 5432}/{conf['NAME']}"
-        )
-    return f"sqlite:///{conf['NAME']}"
-
-
 @pytest.mark.redis
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_runs_a_task_from_redis_end_to_end(tmp_path, redis_url):
     archive = _archive_with_stale_statistics(tmp_path)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "studyplatform.settings.test",
-        "DATABASE_URL": _database_url(),
-        "CELERY_BROKER_URL": redis_url,
-        "CELERY_RESULT_BACKEND": redis_url,
-    }
+    env = worker_env(redis_url)
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "studyplatform",
-            "worker",
-            "--queues",
-            "default,gpu",
-            "--pool",
-            "solo",
-            "--hostname",
-            "test@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        ],
+        celery_worker_argv(*("--queues", "default,gpu", "--pool", "solo", "--hostname", "test@%h")),
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
