@@ -57,8 +57,8 @@ def hit_feature_set(small_archive, settings, tmp_path):
     cached = _extracted.get("fields")
     if cached is None:
         feature_set = feature_set_extract(feature_set=feature_set)
-        for path in feature_set.features_path.parent.iterdir():
-            shutil.copy(path, _extracted["folder"] / path.name)
+        # The feature files and the folder of their HIK codes.
+        shutil.copytree(feature_set.features_path.parent, _extracted["folder"], dirs_exist_ok=True)
         _extracted["fields"] = {
             name: getattr(feature_set, name)
             for name in ("status", "dim", "rows_done", "weights_sha256", "seconds")
@@ -66,8 +66,7 @@ def hit_feature_set(small_archive, settings, tmp_path):
         return feature_set
     target = feature_set.features_path.parent
     target.mkdir(parents=True, exist_ok=True)
-    for path in _extracted["folder"].iterdir():
-        shutil.copy(path, target / path.name)
+    shutil.copytree(_extracted["folder"], target, dirs_exist_ok=True)
     ids = Image.objects.filter(archive=small_archive).order_by("pk").values_list("pk", flat=True)
     np.save(feature_set.ids_path, np.array(list(ids), dtype=np.int64))
     FeatureSet.objects.filter(pk=feature_set.pk).update(**cached)
