@@ -219,7 +219,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Longer than the longest hard time limit, so Redis does not redeliver a task that is still
     # running on an acks_late worker.
-    "visibility_timeout": 6 * 60 * 60,
+    # (CELERY_VISIBILITY_TIMEOUT, seconds; it is also how long a message of a worker that died
+    # whole waits before another worker takes it.)
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 60 * 60),
 }
 # Reconcile every live study's assignments with MTurk (mturk.services: sync) every 10 minutes.
 CELERY_BEAT_SCHEDULE: dict = {

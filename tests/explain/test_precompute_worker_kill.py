@@ -1,17 +1,19 @@
-"""A study's queued precompute survives a Celery pool process killed with SIGKILL mid-chunk.
+"""A study's queued precompute survives a Celery worker killed with SIGKILL mid-chunk.
 
-The likely failure of a GPU worker is its pool process dying while it holds a chunk (the
+Two failures. The likelier one: the worker's pool process dies while it holds a chunk (the
 kernel's OOM killer picks the largest process: the one holding the network and the masked
-embeddings, not the worker's main process). The main process then sees the pool process lost
-and, since the chunk task is ``acks_late`` with ``reject_on_worker_lost``, rejects the message
-back onto the queue at once; its replacement pool process takes it again and computes only the
-maps that are missing. (A whole worker killed leaves the message unacknowledged in Redis until
-the visibility timeout of ``CELERY_BROKER_TRANSPORT_OPTIONS`` has passed, 6 h; not tested here.)
+embeddings, not the worker's main process). The main process sees the pool process lost and,
+since the chunk task is ``acks_late`` with ``reject_on_worker_lost``, rejects the message back
+onto the queue at once; its replacement pool process takes it again and computes only the maps
+that are missing. The other: the whole worker dies (main process and pool). Its messages stay
+unacknowledged in Redis until a worker finds them older than the visibility timeout
+(``CELERY_VISIBILITY_TIMEOUT``, 6 h in production, 1 s for the worker this test starts next).
 
 To land the kill between two maps of one chunk on every run, the worker this test starts
 imports this module (``--include``) and, while a hold file exists, waits right after each map of
 the chosen result image is committed (a ``post_save`` receiver deferred to the commit; no
-production code is touched). The test kills the pool process while it waits there.
+production code is touched). The test kills the pool process, or the whole worker, while it
+waits there.
 """
 
 from __future__ import annotations
@@ -131,8 +133,9 @@ def _gone(pid: int) -> bool:
 @pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_a_pool_process_killed_mid_chunk_leaves_every_map_exactly_once_and_rendered(
-    redis_url, postgres, study, settings, tmp_path
+@pytest.mark.parametrize("victim", ["pool process", "whole worker"])
+def test_a_worker_killed_mid_chunk_leaves_every_map_exactly_once_and_rendered(
+    victim, redis_url, postgres, study, settings, tmp_path
 ):
     plan = saliency_plan(study=study)
     (group,) = plan.groups
@@ -143,6 +146,8 @@ def test_a_pool_process_killed_mid_chunk_leaves_every_map_exactly_once_and_rende
     hold = tmp_path / "hold"
     hold.write_text(str(held_result))
     log = tmp_path / "worker.log"
+    second_log = tmp_path / "second-worker.log"
+    second = None
     hostname = f"kill-{uuid.uuid4().hex[:8]}@localhost"
     # The worker and the command write where this test reads: its data, media and cache folders.
     env = worker_env(
@@ -181,30 +186,53 @@ def test_a_pool_process_killed_mid_chunk_leaves_every_map_exactly_once_and_rende
         before_kill = list(held_maps.values_list("pk", "query_id", "created_at"))
         assert 1 <= len(before_kill) < len(held_queries)  # mid-chunk
 
-        os.kill(request["worker_pid"], signal.SIGKILL)
+        if victim == "pool process":
+            os.kill(request["worker_pid"], signal.SIGKILL)
+        else:
+            # The main process and its pool at once (its own session): nobody is left to
+            # reject the message; it stays unacknowledged in Redis until a worker finds it
+            # older than the visibility timeout, which the next worker, started with 1 s, does
+            # as it starts polling.
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=30)
         _wait_for(
             "the killed pool process to be reaped", lambda: _gone(request["worker_pid"]), log=log
         )
         hold.unlink()
+        if victim == "whole worker":
+            second = _worker(
+                env={**env, "CELERY_VISIBILITY_TIMEOUT": "1"},
+                hostname=f"second-{hostname}",
+                log=second_log,
+            )
 
         progress = _wait_for(
             "every map and overlay of the plan",
             lambda: (
                 (p := saliency_progress_detail(study=study, plan=plan)).rendered == p.total and p
             ),
-            log=log,
+            log=second_log if second else log,
         )
     finally:
         hold.unlink(missing_ok=True)
         _stop(worker)
+        if second is not None:
+            _stop(second)
         control.close()
     output = log.read_text()
 
-    # The kill happened, and the same message ran again to success in a new pool process.
-    assert "WorkerLostError" in output
+    # The kill happened, and the same message ran again to success in a new process.
     task = f"explain.tasks.saliency_precompute_result[{request['id']}]"
-    assert output.count(f"{task} received") == 2
-    assert output.count(f"{task} succeeded") == 1
+    if victim == "pool process":
+        assert "WorkerLostError" in output
+        assert output.count(f"{task} received") == 2
+        assert output.count(f"{task} succeeded") == 1
+    else:
+        assert output.count(f"{task} received") == 1
+        assert f"{task} succeeded" not in output
+        redelivered = second_log.read_text()
+        assert redelivered.count(f"{task} received") == 1
+        assert redelivered.count(f"{task} succeeded") == 1
     rows = SaliencyMap.objects.filter(feature_set_id=plan.feature_set_id)
     assert progress.done == progress.total == plan.total == rows.count()
     assert set(rows.values_list("query_id", "result_id")) == group.pairs
