@@ -182,3 +182,43 @@ def test_a_network_failure_mid_task_loses_no_event(browser_page, live_server, st
         Event.objects.filter(assignment=assignment, type__in=MARKS).values_list("type", flat=True)
     )
     assert marks == ["marked_not_relevant", "marked_not_relevant", "unmarked", "marked_relevant"]
+
+
+def test_a_lab_session_from_the_participant_code_to_the_completion_code(
+    browser_page, live_server, study, tmp_path
+):
+    page = browser_page
+    (tmp_path / "screens").mkdir()
+
+    def shots(name: str) -> None:
+        page.screenshot(path=str(tmp_path / "screens" / f"lab-{name}.png"), full_page=True)
+
+    page.goto(f"{live_server.url}/lab/{study.slug}/")
+    page.click("text=Begin")  # no code: the browser keeps the form, nothing is recorded
+    assert page.locator("#id_code:invalid").count() == 1
+    assert not Participant.objects.filter(source="lab").exists()
+    page.fill("#id_code", "P-017")
+    page.click("text=Begin")
+    page.wait_for_selector("#hit-tutorial-done")
+    page.click("#hit-tutorial-done")
+    do_task(page, study, shots, 1)
+    do_task(page, study, shots, 2)
+    page.wait_for_selector("text=Last questions")
+    answer_questions(page, text="clear enough")
+    page.click("#hit-submit")
+    page.wait_for_selector("#hit-completion-code")
+    shots("done")
+
+    assignment = Assignment.objects.get(participant__source="lab", participant__external_id="P-017")
+    assert assignment.status == "submitted"
+    assert assignment.mturk_assignment_id in ("", None)
+    code = page.locator("#hit-completion-code").inner_text()
+    assert len(code) == 10
+    assert code == assignment.completion_code
+    for task in assignment.tasks.all():
+        assert task.end_reason == "target_reached"
+    # The same browser comes back to its completion code, not to a new session.
+    page.goto(f"{live_server.url}/lab/{study.slug}/")
+    page.wait_for_selector("#hit-completion-code")
+    assert page.locator("#hit-completion-code").inner_text() == code
+    assert Assignment.objects.filter(study=study, participant__source="lab").count() == 1
