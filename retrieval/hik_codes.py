@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .search import check_rows, run_in_row_blocks
+from .search import check_k, check_rows, run_in_row_blocks
 
 __all__ = ["DEFAULT_BUCKETS", "HikCodes", "TopK", "bounded_top_k", "decision_bounds"]
 
@@ -358,8 +358,7 @@ def bounded_top_k(
         ``k < 1``, rows out of range, codes not built from ``features`` (spot-checked).
     """
     features = _check_features(features)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    k = check_k(k)
     if features.shape[1] != model.n_features_in_:
         raise ValueError(
             f"features have {features.shape[1]} dimensions; the model was fitted on"

@@ -69,7 +69,7 @@ from sklearn.base import BaseEstimator
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
-from .search import check_rows, run_in_row_blocks
+from .search import check_k, check_rows, run_in_row_blocks
 
 __all__ = ["HikSvmReranker", "hik_gram"]
 
@@ -382,8 +382,7 @@ class HikSvmReranker(BaseEstimator):
         check_is_fitted(self, "knots_")
         if codes is not None:
             return bounded_top_k(self, X, codes, k, exclude=exclude)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        k = check_k(k)
         values = self.decision_function(X)
         eligible = np.ones(values.size, dtype=bool)
         eligible[check_rows("exclude", [] if exclude is None else exclude, values.size)] = False

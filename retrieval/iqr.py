@@ -295,6 +295,10 @@ class IqrSession:
         RuntimeError
             When no negative example can be found (see the module docstring).
         """
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1
+        ):
+            raise ValueError(f"limit must be None or an integer >= 1, got {limit!r}")
         pool = self.working_rows()
         X, y = self._training_set(pool)
         model = HikSvmReranker(C=self.C, positive_weight=self.positive_weight, device=self.device)
@@ -302,10 +306,6 @@ class IqrSession:
         judged = self.positives | self.negatives
         if self.query_row is not None:
             judged.add(self.query_row)
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1
-        ):
-            raise ValueError(f"limit must be None or an integer >= 1, got {limit!r}")
         if self.working_set == "all" and limit is not None:
             return model.top_k(
                 self.features, int(limit), codes=self.codes, exclude=sorted(judged)

@@ -34,7 +34,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["METRICS", "check_rows", "distances", "run_in_row_blocks", "top_k", "top_k_batch"]
+__all__ = [
+    "METRICS",
+    "check_k",
+    "check_rows",
+    "distances",
+    "run_in_row_blocks",
+    "top_k",
+    "top_k_batch",
+]
 
 #: The supported metrics: histogram intersection (seed 000), Euclidean, cosine.
 METRICS: tuple[str, ...] = ("hik", "l2", "cosine")
@@ -88,7 +96,8 @@ def _check_metric(metric: str) -> str:
     return metric
 
 
-def _check_k(k: int) -> int:
+def check_k(k: int) -> int:
+    """``k`` as an int; ``ValueError`` unless it is an integer >= 1."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
     if k < 1:
@@ -397,7 +406,7 @@ def top_k_batch(
         raise ValueError(f"queries must be 2-D (n_queries, n_dims), got shape {queries.shape}")
     queries = _check_queries(queries, features.shape[1], dtype)
     _check_metric(metric)
-    k = _check_k(k)
+    k = check_k(k)
     rows, eligible = _searched_rows(features.shape[0], exclude, candidates)
     n_eligible = int(eligible.sum())
     k_out = min(k, n_eligible)
