@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 from analysis.frame import AnalysisError
 from analysis.pipeline import AnalysisResult
 from analysis.services import analysis_run
-from studyplatform.models import Study
+from studyplatform.studies.models import Study
 
 TABLES = ("tasks", "table1", "table2", "tests", "class_ratios", "likert")
 

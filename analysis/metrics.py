@@ -5,7 +5,7 @@ that have been retrieved at the end of the experiment" (nP), the number of adjud
 and the time taken (T); seed 000 Eq. 5 the top-N retrieval accuracy after each IQR round.
 
 An event is a mapping (or a DataFrame row) with ``type`` (the ``Event.Type`` values of
-``studyplatform.models``: ``shown``, ``marked_relevant``, ``marked_not_relevant``,
+``studyplatform.studies.models``: ``shown``, ``marked_relevant``, ``marked_not_relevant``,
 ``unmarked``, ``refine``, ``task_end``; others are ignored), ``image`` (archive image id or
 None), ``time`` (a ``datetime`` or seconds as a float) and optionally ``iqr_round``.
 """

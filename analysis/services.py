@@ -29,7 +29,7 @@ from analysis.figures import figure4, figure5, figure_accuracy
 from analysis.frame import AnalysisError
 from analysis.pipeline import AnalysisResult, run_analysis
 from analysis.selectors import study_conditions, study_likert_table, study_task_table
-from studyplatform.models import Event, Response, Study
+from studyplatform.studies.models import Event, Response, Study
 
 __all__ = [
     "EXPORT_FORMATS",

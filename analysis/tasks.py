@@ -10,7 +10,7 @@ def analysis_export_study(
     """Export a study's analysis into ``out_dir`` (``analysis.services.analysis_export``);
     idempotent: a redelivery rewrites the same files."""
     from analysis.services import EXPORT_FORMATS, analysis_export
-    from studyplatform.models import Study
+    from studyplatform.studies.models import Study
 
     study = Study.objects.get(pk=study_id)
     written = analysis_export(study=study, out_dir=out_dir, formats=formats or list(EXPORT_FORMATS))

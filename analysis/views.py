@@ -22,7 +22,7 @@ from analysis.services import (
     analysis_figure,
     analysis_run,
 )
-from studyplatform.models import Study
+from studyplatform.studies.models import Study
 
 _FIGURE_TITLES = {
     "figure4": "Figure 4: positives found with / without XAI per class, against clutter",

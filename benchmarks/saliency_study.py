@@ -78,8 +78,8 @@ def demo_study(*, images: int, seed: int):
 
     from studyplatform.management.commands.demo import DEMO_SPEC
     from studyplatform.management.commands.demo import Command as Demo
-    from studyplatform.services.specs import study_spec_load
-    from studyplatform.services.studies import study_create_from_spec, study_status_set
+    from studyplatform.studies.services.specs import study_spec_load
+    from studyplatform.studies.services.studies import study_create_from_spec, study_status_set
 
     call_command("migrate", interactive=False, verbosity=0)
     Demo(stdout=io.StringIO(), stderr=io.StringIO())._features(images, seed)

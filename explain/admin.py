@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.core.files.storage import default_storage
 from django.utils.html import format_html
 
-from studyplatform.models import Study
+from studyplatform.studies.models import Study
 
 from .models import SaliencyMap
 

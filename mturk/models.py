@@ -25,7 +25,7 @@ class QualificationType(models.Model):
 
     environment = models.CharField(max_length=10, choices=Environment.choices)
     study = models.ForeignKey(
-        "studyplatform.Study",
+        "studies.Study",
         on_delete=models.CASCADE,
         null=True,
         blank=True,
@@ -56,7 +56,7 @@ class HitType(models.Model):
 
     environment = models.CharField(max_length=10, choices=Environment.choices)
     study = models.ForeignKey(
-        "studyplatform.Study", on_delete=models.CASCADE, related_name="mturk_hit_types"
+        "studies.Study", on_delete=models.CASCADE, related_name="mturk_hit_types"
     )
     hit_type_id = models.CharField(max_length=64)
     params_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the request sent.")
@@ -80,7 +80,7 @@ class Hit(models.Model):
     stays empty until MTurk's answer (or its HitAlreadyExists error) gives it."""
 
     environment = models.CharField(max_length=10, choices=Environment.choices)
-    study = models.ForeignKey("studyplatform.Study", on_delete=models.CASCADE, related_name="hits")
+    study = models.ForeignKey("studies.Study", on_delete=models.CASCADE, related_name="hits")
     hit_type = models.ForeignKey(HitType, on_delete=models.PROTECT, related_name="hits")
     batch = models.PositiveIntegerField()
     max_assignments = models.PositiveSmallIntegerField()
@@ -143,7 +143,7 @@ class Bonus(models.Model):
 
     environment = models.CharField(max_length=10, choices=Environment.choices)
     study = models.ForeignKey(
-        "studyplatform.Study", on_delete=models.PROTECT, related_name="mturk_bonuses"
+        "studies.Study", on_delete=models.PROTECT, related_name="mturk_bonuses"
     )
     worker_id = models.CharField(max_length=64)
     assignment_id = models.CharField(max_length=64)

@@ -9,7 +9,7 @@ from django.db.models import QuerySet, Sum
 
 from mturk.models import AssignmentRecord, Bonus, Hit
 from mturk.services.hit_settings import fee
-from studyplatform.models import Study
+from studyplatform.studies.models import Study
 
 
 def studies_to_sync() -> QuerySet[Study]:

@@ -25,7 +25,7 @@ def mturk_participation_grant(assignment_id: int) -> list[str]:
     """Grant the study's "participated" qualification to the assignment's worker."""
     from mturk.selectors import study_is_published
     from mturk.services import participation_grant, study_client
-    from studyplatform.models import Assignment
+    from studyplatform.studies.models import Assignment
 
     assignment = Assignment.objects.select_related("study", "participant").get(id=assignment_id)
     if not study_is_published(study=assignment.study):
@@ -46,7 +46,7 @@ def mturk_sync_study(study_id: int) -> dict:
     from dataclasses import asdict
 
     from mturk.services import assignments_sync, study_client
-    from studyplatform.models import Study
+    from studyplatform.studies.models import Study
 
     study = Study.objects.get(id=study_id)
     return asdict(assignments_sync(study=study, client=study_client(study=study)))

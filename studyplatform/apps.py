@@ -1,9 +1,11 @@
 from django.apps import AppConfig
 
 
-class StudyplatformConfig(AppConfig):
-    """The study app: studies, conditions, task pairs, assignments and the worker's HIT pages."""
+class PlatformConfig(AppConfig):
+    """The project's wiring: the landing page, the health check and ``manage.py demo``.
 
-    default_auto_field = "django.db.models.BigAutoField"
+    It has no models; the study app is ``studyplatform.studies``.
+    """
+
     name = "studyplatform"
-    verbose_name = "Studies"
+    verbose_name = "Platform"

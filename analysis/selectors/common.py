@@ -9,7 +9,7 @@ import hmac
 from django.conf import settings
 
 from analysis.frame import AnalysisError
-from studyplatform.models import Assignment, Study
+from studyplatform.studies.models import Assignment, Study
 
 __all__ = ["DEFAULT_STATUSES", "count_changes_of", "study_conditions", "study_salt"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.exports import pseudonymise
-from studyplatform.models import Response, SearchTask, Study
+from studyplatform.studies.models import Response, SearchTask, Study
 
 from .common import DEFAULT_STATUSES, study_salt
 

@@ -41,7 +41,7 @@ from analysis.exports import pseudonymise
 from analysis.frame import TASK_COLUMNS, AnalysisError
 from analysis.superclasses import assign_superclasses
 from retrieval.models import Annotation, Category
-from studyplatform.models import Event, IQRRound, SearchTask, Study
+from studyplatform.studies.models import Event, IQRRound, SearchTask, Study
 
 from .common import DEFAULT_STATUSES, count_changes_of, study_salt
 

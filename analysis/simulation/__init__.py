@@ -30,7 +30,7 @@ from unittest import mock
 
 from django.utils import timezone
 
-from studyplatform.models import Study
+from studyplatform.studies.models import Study
 
 __all__ = ["SimulationError", "SimulationReport", "WorkerModel", "study_simulate"]
 

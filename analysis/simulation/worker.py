@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from retrieval.models import Annotation
-from studyplatform.models import SearchTask, Study
+from studyplatform.studies.models import SearchTask, Study
 
 from . import SimulationError
 
@@ -43,7 +43,7 @@ class Worker:
         self.client = Client(HTTP_HOST=_host())
         self.assignment: int | None = None
         self.n_events = 0
-        self.base = reverse("hit", kwargs={"study": study.slug})
+        self.base = reverse("hit:page", kwargs={"study": study.slug})
 
     # -- HTTP -----------------------------------------------------------------------------------
     def _post(self, name: str, body: dict) -> dict:
@@ -61,7 +61,7 @@ class Worker:
 
     def _state(self) -> dict:
         self.report.requests += 1
-        response = self.client.get(reverse("hit-state", kwargs={"study": self.study.slug}))
+        response = self.client.get(reverse("hit:state", kwargs={"study": self.study.slug}))
         if response.status_code != 200:
             raise SimulationError(f"worker {self.index}: state answered {response.status_code}")
         return response.json()["state"]
@@ -70,7 +70,7 @@ class Worker:
         """Accept the HIT; False (and the page's reason in the report) when refused."""
         self.report.requests += 1
         if self.mode == "lab":
-            url = reverse("lab", kwargs={"study": self.study.slug})
+            url = reverse("hit:lab", kwargs={"study": self.study.slug})
             response = self.client.post(url, {"code": f"sim{self.seed}-{self.index}"})
             ok = response.status_code == 302
         else:
@@ -86,7 +86,7 @@ class Worker:
             self.report.refused.append(f"worker {self.index}: HTTP {response.status_code}")
             return False
         # The page learns its assignment from the state endpoint, as the browser's script does.
-        response = self.client.get(reverse("hit-state", kwargs={"study": self.study.slug}))
+        response = self.client.get(reverse("hit:state", kwargs={"study": self.study.slug}))
         self.report.requests += 1
         if response.status_code != 200:
             self.report.refused.append(
@@ -104,7 +104,7 @@ class Worker:
         self.n_events += 1
         self.report.judgements += 1
         return self._post(
-            "hit-event",
+            "hit:event",
             {"id": f"sim-{task['id']}-{self.n_events}", "type": kind, "task": task["id"],
              "image": image_id, "round": task["round"], "time": self._time()},
         )  # fmt: skip
@@ -141,9 +141,9 @@ class Worker:
         if current["can_refine"]:
             self.n_events += 1
             return self._post(
-                "hit-refine", {"task": task["id"], "id": f"sim-{task['id']}-refine-{self.n_events}"}
+                "hit:refine", {"task": task["id"], "id": f"sim-{task['id']}-refine-{self.n_events}"}
             )
-        return self._post("hit-finish", {"task": task["id"]})
+        return self._post("hit:finish", {"task": task["id"]})
 
     def _answer(self, question: dict, shift: float) -> object:
         if question["points"] is None:
@@ -163,7 +163,7 @@ class Worker:
             "answers": answers,
             "id": f"sim-answers-{self.n_events}",
         }
-        return self._post("hit-answers", body)
+        return self._post("hit:answers", body)
 
     def run(self) -> None:
         state = self._state()
@@ -174,16 +174,16 @@ class Worker:
                 return
             if stage == "tutorial":
                 self.clock.advance(self.model.intro_seconds)
-                state = self._post("hit-tutorial", {})
+                state = self._post("hit:tutorial", {})
             elif stage == "task_intro":
                 self.clock.advance(self.model.intro_seconds)
-                state = self._post("hit-begin", {"task": state["task"]["id"]})
+                state = self._post("hit:begin", {"task": state["task"]["id"]})
             elif stage == "task":
                 state = self.search(state["task"])
             elif stage in ("questionnaire", "final"):
                 state = self.answer(state)
             elif stage == "submit":
-                state = self._post("hit-submit", {})
+                state = self._post("hit:submit", {})
             else:
                 raise SimulationError(f"worker {self.index}: the page is in stage {stage!r}")
         raise SimulationError(f"worker {self.index}: no end after {_MAX_STEPS} steps")

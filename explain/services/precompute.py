@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from django.db import transaction
 
 from retrieval.models import FeatureSet, Image
-from studyplatform.models import Study
+from studyplatform.studies.models import Study
 
 from ..selectors import PlanGroup, SaliencyPlan, existing_pairs, saliency_plan
 from .maps import method_config_full, saliency_overlays_render, saliency_precompute_chunk

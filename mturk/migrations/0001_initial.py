@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('studyplatform', '0001_initial'),
+        ('studies', '0001_initial'),
     ]
 
     operations = [
@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
                 ('expires_at', models.DateTimeField(blank=True, null=True)),
                 ('expired', models.BooleanField(default=False)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='hits', to='studyplatform.study')),
+                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='hits', to='studies.study')),
             ],
             options={
                 'ordering': ['study', 'environment', 'batch'],
@@ -56,7 +56,7 @@ class Migration(migrations.Migration):
                 ('params_sha256', models.CharField(help_text='SHA-256 of the request sent.', max_length=64)),
                 ('params', models.JSONField()),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='mturk_hit_types', to='studyplatform.study')),
+                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='mturk_hit_types', to='studies.study')),
             ],
         ),
         migrations.AddField(
@@ -72,7 +72,7 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=200)),
                 ('qualification_type_id', models.CharField(blank=True, max_length=64)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('study', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='mturk_qualification_types', to='studyplatform.study')),
+                ('study', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='mturk_qualification_types', to='studies.study')),
             ],
         ),
         migrations.CreateModel(
@@ -107,7 +107,7 @@ class Migration(migrations.Migration):
                 ('status', models.CharField(choices=[('pending', 'Pending'), ('sent', 'Sent')], default='pending', max_length=10)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='mturk_bonuses', to='studyplatform.study')),
+                ('study', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='mturk_bonuses', to='studies.study')),
             ],
             options={
                 'verbose_name_plural': 'bonuses',

@@ -24,7 +24,7 @@ from mturk.client import MTurkError, MTurkServiceError, client_environment, mtur
 from mturk.models import AssignmentRecord, Hit
 from mturk.services.calls import request_once
 from mturk.services.hit_settings import hit_settings_from_study
-from studyplatform.models import Assignment
+from studyplatform.studies.models import Assignment
 
 MAX_RESULTS = 100
 
@@ -67,7 +67,7 @@ def assignments_list(*, client: Any, hit_id: str) -> list[dict]:
 
 def _mark_returned(assignment: Assignment) -> None:
     try:
-        from studyplatform.services.assignments import assignment_return
+        from studyplatform.studies.services.assignments import assignment_return
     except ImportError:  # the study services are not there: mirror the status directly
         assignment.status = Assignment.Status.RETURNED
         assignment.finished_at = timezone.now()

@@ -194,7 +194,7 @@ def _custom(items: Any) -> list[dict]:
 
 def hit_settings_from_study(study: Any) -> HitSettings:
     """Read and check ``study.mturk`` (the spec's ``mturk`` block; see
-    ``studyplatform.services.specs``). Raises :class:`MTurkSettingsError` naming the field."""
+    ``studyplatform.studies.services.specs``). Raises :class:`MTurkSettingsError` naming the field."""
     data = study.mturk or {}
     if not data:
         raise MTurkSettingsError("", f"study {study.slug} has no mturk settings (a lab-only study)")

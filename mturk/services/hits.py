@@ -97,7 +97,7 @@ def question_url(*, study: Any, environment: str) -> str:
             "http:// is allowed for the local endpoint)."
         )
     try:
-        path = reverse("hit", kwargs={"study": study.slug})
+        path = reverse("hit:page", kwargs={"study": study.slug})
     except NoReverseMatch:
         path = f"/hit/{study.slug}/"
     return base + path

@@ -11,8 +11,8 @@ from django.core.management import CommandError, call_command
 
 from analysis.selectors import study_likert_table, study_task_table
 from analysis.simulation import WorkerModel, study_simulate
-from studyplatform.models import Assignment, Event, Participant
-from tests.studyplatform import conftest as demo
+from studyplatform.studies.models import Assignment, Event, Participant
+from tests.studies import conftest as demo
 
 # The study app's demo-study fixtures, used here as they are.
 _demo_features = demo._demo_features

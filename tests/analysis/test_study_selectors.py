@@ -20,7 +20,7 @@ from analysis.frame import TASK_COLUMNS, AnalysisError, validate_tasks
 from analysis.metrics import task_metrics
 from analysis.selectors import study_likert_table, study_salt, study_task_table
 from retrieval.models import Annotation, Archive, Category, FeatureSet, Image, ImageDirectory
-from studyplatform.models import (
+from studyplatform.studies.models import (
     Assignment,
     Condition,
     Event,

@@ -20,8 +20,8 @@ from explain.selectors import (
 from explain.services import saliency_precompute_study
 from retrieval.models import Annotation, Image
 from retrieval.services.features import feature_set_extract, features_extract
-from studyplatform.models import Condition, QueryImage, Study, TaskPair
-from studyplatform.services.pools import candidate_pool
+from studyplatform.studies.models import Condition, QueryImage, Study, TaskPair
+from studyplatform.studies.services.pools import candidate_pool
 
 pytestmark = pytest.mark.django_db
 

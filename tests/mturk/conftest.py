@@ -135,7 +135,7 @@ def client(local_mturk):
 def study(db):
     """A live study: 3 classes x 2 query images, conditions no-xai and sbsm, N_PAIRS pairs."""
     from retrieval.models import Archive, Category, FeatureSet, Image, ImageDirectory
-    from studyplatform.models import Condition, QueryImage, Study, TaskPair
+    from studyplatform.studies.models import Condition, QueryImage, Study, TaskPair
 
     archive = Archive.objects.create(name="mturk-test")
     directory = ImageDirectory.objects.create(archive=archive, path="/tmp/mturk-test")
@@ -183,7 +183,7 @@ def platform_assignment(
 ):
     """The platform's row for a worker who opened the HIT page (as the HIT page's
     ``assignment_start`` would make it)."""
-    from studyplatform.models import Assignment, Participant
+    from studyplatform.studies.models import Assignment, Participant
 
     participant, _ = Participant.objects.get_or_create(source="mturk", external_id=worker_id)
     used = Assignment.objects.filter(study=study).count()

@@ -15,7 +15,7 @@ def local_environment(settings, local_mturk):
 
 def changelist_post(admin_client, study, **extra):
     return admin_client.post(
-        "/admin/studyplatform/study/",
+        "/admin/studies/study/",
         {"action": "publish_to_mturk", "_selected_action": [study.pk], **extra},
     )
 

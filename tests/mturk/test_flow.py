@@ -20,7 +20,7 @@ from mturk.services import (
     participation_grant,
     workers_notify,
 )
-from studyplatform.models import Assignment
+from studyplatform.studies.models import Assignment
 from tests.mturk.conftest import platform_assignment
 
 

@@ -10,7 +10,7 @@ from django.test import Client
 
 from mturk.models import Hit
 from mturk.services import assignment_approve, assignments_sync, hit_publish
-from studyplatform.models import Assignment
+from studyplatform.studies.models import Assignment
 
 
 def frame_src(page: str) -> str:

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from analysis.frame import AnalysisError
 from analysis.services import EXPORT_FORMATS, analysis_export, analysis_run
-from studyplatform.models import Study
+from studyplatform.studies.models import Study
 
 
 class Command(BaseCommand):

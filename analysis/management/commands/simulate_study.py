@@ -6,7 +6,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from analysis.simulation import SimulationError, WorkerModel, study_simulate
-from studyplatform.models import Study
+from studyplatform.studies.models import Study
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from tqdm import tqdm
 
 from explain.selectors import saliency_plan, saliency_progress_detail
 from explain.services import saliency_precompute_study
-from studyplatform.models import Study
+from studyplatform.studies.models import Study
 
 
 class Command(BaseCommand):

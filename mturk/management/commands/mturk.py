@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mturk.client import ENVIRONMENTS, MTurkError, mturk_client
 from mturk.models import AssignmentRecord
-from studyplatform.models import Assignment, Study
+from studyplatform.studies.models import Assignment, Study
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from mturk.services.dry_run import study_dry_run
-from studyplatform.models import Study
+from studyplatform.studies.models import Study
 
 
 class Command(BaseCommand):

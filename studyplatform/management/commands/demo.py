@@ -112,9 +112,9 @@ class Command(BaseCommand):
         from analysis.services import analysis_run
         from analysis.simulation import study_simulate
         from explain.services import saliency_precompute_study
-        from studyplatform.models import Study
-        from studyplatform.services.specs import StudySpecError, study_spec_load
-        from studyplatform.services.studies import study_create_from_spec, study_status_set
+        from studyplatform.studies.models import Study
+        from studyplatform.studies.services.specs import StudySpecError, study_spec_load
+        from studyplatform.studies.services.studies import study_create_from_spec, study_status_set
 
         spec = study_spec_load(DEMO_SPEC)
         studies = []

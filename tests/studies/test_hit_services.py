@@ -1,0 +1,267 @@
+"""The worker's search task: round 0, refines restricted to the pool, idempotent, the end."""
+
+from __future__ import annotations
+
+import pytest
+
+from studyplatform.studies.models import Assignment, Event, IQRRound, Response
+from studyplatform.studies.services.events import HitRefused, event_record
+from studyplatform.studies.services.hit import (
+    search_task_begin,
+    search_task_end,
+    search_task_refine,
+)
+from studyplatform.studies.services.hit_responses import assignment_submit, questionnaire_submit
+from studyplatform.studies.services.hit_state import assignment_state, tutorial_complete
+from studyplatform.studies.services.pools import candidate_pool
+from tests.studies.hit_helpers import build_assignment, build_study, hit_feature_set
+
+pytestmark = pytest.mark.django_db
+__all__ = ["hit_feature_set"]
+
+
+@pytest.fixture
+def study(hit_feature_set):
+    return build_study(hit_feature_set)
+
+
+@pytest.fixture
+def assignment(study):
+    return build_assignment(study)
+
+
+@pytest.fixture
+def task(assignment):
+    return assignment.tasks.get(position=1)
+
+
+def judge(task, image_ids, kind="marked_not_relevant"):
+    for image_id in image_ids:
+        event_record(
+            assignment=task.assignment,
+            client_event_id=f"m-{kind}-{image_id}",
+            type=kind,
+            task=task,
+            image_id=image_id,
+        )
+
+
+def test_round_zero_is_the_top_of_the_pool_and_a_reload_keeps_it(study, task):
+    search_task_begin(task=task)
+    again = search_task_begin(task=task)
+
+    pool = candidate_pool(study=study, query=task.query)
+    rounds = list(IQRRound.objects.filter(task=task))
+    assert [r.number for r in rounds] == [0]
+    assert rounds[0].ranking == pool[:6]
+    assert again.started_at is not None
+    assert again.iqr_state["feature_set"] == study.feature_set_id
+    assert Event.objects.filter(task=task, type="shown").count() == 1
+
+
+def test_refine_trains_on_the_marks_and_shows_unjudged_pool_images(study, task):
+    search_task_begin(task=task)
+    first = IQRRound.objects.get(task=task, number=0).ranking
+    judge(task, first[:1], "marked_relevant")
+    judge(task, first[1:4])
+
+    search_task_refine(task=task, client_event_id="refine-1")
+
+    second = IQRRound.objects.get(task=task, number=1)
+    pool = set(candidate_pool(study=study, query=task.query))
+    assert second.positives == first[:1]
+    assert sorted(second.negatives) == sorted(first[1:4])
+    assert len(second.ranking) == 6
+    assert set(second.ranking) <= pool
+    assert not set(second.ranking) & set(first[:4])
+    assert task.query.image_id not in second.ranking
+
+
+def test_a_retried_refine_does_not_spend_a_second_round(task):
+    search_task_begin(task=task)
+
+    search_task_refine(task=task, client_event_id="refine-1")
+    search_task_refine(task=task, client_event_id="refine-1")
+
+    assert IQRRound.objects.filter(task=task).count() == 2
+    assert Event.objects.filter(task=task, type="refine").count() == 1
+
+
+def test_refine_is_refused_once_the_rounds_are_spent_and_nothing_is_written(task):
+    search_task_begin(task=task)
+    search_task_refine(task=task, client_event_id="refine-1")
+    search_task_refine(task=task, client_event_id="refine-2")
+
+    with pytest.raises(HitRefused, match="no refine rounds are left") as refused:
+        search_task_refine(task=task, client_event_id="refine-3")
+
+    assert refused.value.status == 409
+    assert IQRRound.objects.filter(task=task).count() == 3
+    assert not Event.objects.filter(client_event_id="refine-3").exists()
+
+
+def test_a_refine_id_used_by_another_event_is_refused(task):
+    search_task_begin(task=task)
+    judge(task, IQRRound.objects.get(task=task).ranking[:1])
+
+    with pytest.raises(HitRefused, match="already used"):
+        search_task_refine(
+            task=task,
+            client_event_id="m-marked_not_relevant-"
+            + str(IQRRound.objects.get(task=task).ranking[0]),
+        )
+    assert IQRRound.objects.filter(task=task).count() == 1
+
+
+def test_the_task_ends_when_the_target_count_is_found_and_later_marks_are_refused(task):
+    search_task_begin(task=task)
+    shown = IQRRound.objects.get(task=task).ranking
+
+    judge(task, shown[:3], "marked_relevant")
+
+    task.refresh_from_db()
+    assert task.ended_at is not None
+    assert task.end_reason == "target_reached"
+    with pytest.raises(HitRefused, match="has ended"):
+        judge(task, shown[3:4])
+    assert Event.objects.filter(task=task, type="task_end").count() == 1
+
+
+def test_finishing_is_refused_while_refines_are_left(task):
+    search_task_begin(task=task)
+
+    with pytest.raises(HitRefused, match="rounds are left"):
+        search_task_end(task=task, reason="rounds_spent")
+    search_task_refine(task=task, client_event_id="r1")
+    search_task_refine(task=task, client_event_id="r2")
+    ended = search_task_end(task=task, reason="rounds_spent")
+
+    assert ended.end_reason == "rounds_spent"
+
+
+def test_task_two_cannot_begin_before_task_one_ends(assignment):
+    with pytest.raises(HitRefused, match="task 2 cannot begin") as refused:
+        search_task_begin(task=assignment.tasks.get(position=2))
+
+    assert refused.value.status == 409
+    assert not IQRRound.objects.exists()
+
+
+def finish_task(task):
+    search_task_begin(task=task)
+    judge(task, IQRRound.objects.get(task=task, number=0).ranking[:3], "marked_relevant")
+
+
+def test_the_stages_follow_seed_001s_procedure_and_submit_waits_for_every_answer(assignment):
+    stages = [assignment_state(assignment=assignment)["stage"]]
+    tutorial_complete(assignment=assignment)
+    stages.append(assignment_state(assignment=assignment)["stage"])
+    first, second = assignment.tasks.order_by("position")
+    finish_task(first)
+    stages.append(assignment_state(assignment=assignment)["stage"])
+    questionnaire_submit(
+        assignment=assignment, task=first, answers={"easy": 5}, client_event_id="q1"
+    )
+    finish_task(second)
+    state = assignment_state(assignment=assignment)
+    stages.append(state["stage"])
+    with pytest.raises(HitRefused, match="questionnaire after task 2"):
+        assignment_submit(assignment=assignment)
+    # the with-XAI task also gets the with-XAI questionnaire
+    assert [q["code"] for q in state["questions"]] == ["easy", "maps-helped"]
+    questionnaire_submit(
+        assignment=assignment,
+        task=second,
+        answers={"easy": 2, "maps-helped": 6},
+        client_event_id="q2",
+    )
+    stages.append(assignment_state(assignment=assignment)["stage"])
+    questionnaire_submit(
+        assignment=assignment, task=None, answers={"prefer-maps": 4}, client_event_id="q3"
+    )
+    stages.append(assignment_state(assignment=assignment)["stage"])
+
+    submitted = assignment_submit(assignment=assignment)
+
+    assert stages == ["tutorial", "task_intro", "questionnaire", "questionnaire", "final", "submit"]
+    assert submitted.status == "submitted"
+    assert submitted.completion_code == ""
+    assert assignment_state(assignment=assignment)["done"]["assignment_id"] == "ASSIGN-WORKER1"
+    assert assignment_submit(assignment=assignment).finished_at == submitted.finished_at
+
+
+def test_a_lab_participant_gets_a_completion_code(study):
+    assignment = build_assignment(study, worker="P-17", source="lab")
+    tutorial_complete(assignment=assignment)
+    for task, answers in zip(
+        assignment.tasks.order_by("position"),
+        ({"easy": 1}, {"easy": 1, "maps-helped": 1}),
+        strict=True,
+    ):
+        finish_task(task)
+        questionnaire_submit(
+            assignment=assignment, task=task, answers=answers, client_event_id=f"q{task.pk}"
+        )
+    questionnaire_submit(
+        assignment=assignment, task=None, answers={"prefer-maps": 1}, client_event_id="f"
+    )
+
+    done = assignment_submit(assignment=assignment)
+
+    assert len(done.completion_code) == 10
+    assert Assignment.objects.get(pk=assignment.pk).status == "submitted"
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        ({"easy": 7}, "answer must be 1 to 6"),
+        ({"easy": "3; DROP"}, "not a point of the scale"),
+        ({"easy": True}, "answer must be 1 to 6"),
+        ({}, "easy needs an answer"),
+        ({"easy": 3, "bogus": 1}, "unknown question"),
+    ],
+)
+def test_bad_answers_are_refused_and_nothing_is_stored(assignment, answers, message):
+    first = assignment.tasks.get(position=1)
+    tutorial_complete(assignment=assignment)
+    finish_task(first)
+
+    with pytest.raises(HitRefused, match=message):
+        questionnaire_submit(
+            assignment=assignment, task=first, answers=answers, client_event_id="q"
+        )
+
+    assert not Response.objects.exists()
+    assert not Event.objects.filter(type="questionnaire_answer").exists()
+
+
+def test_html_in_a_free_text_answer_is_stored_as_plain_text(assignment):
+    tutorial_complete(assignment=assignment)
+    for task, answers in zip(
+        assignment.tasks.order_by("position"),
+        ({"easy": 1}, {"easy": 1, "maps-helped": 1}),
+        strict=True,
+    ):
+        finish_task(task)
+        questionnaire_submit(
+            assignment=assignment, task=task, answers=answers, client_event_id=f"q{task.pk}"
+        )
+    text = "<script>alert('x')</script> & <b>bold</b>"
+
+    questionnaire_submit(
+        assignment=assignment,
+        task=None,
+        answers={"prefer-maps": 3, "comments": text},
+        client_event_id="final",
+    )
+
+    assert Response.objects.get(question__code="comments").text == text
+    with pytest.raises(HitRefused, match="at most 2000"):
+        questionnaire_submit(
+            assignment=assignment,
+            task=None,
+            answers={"prefer-maps": 3, "comments": "x" * 2001},
+            client_event_id="final-2",
+        )
+    assert Response.objects.get(question__code="comments").text == text
