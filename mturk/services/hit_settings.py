@@ -6,12 +6,15 @@ first request. Amounts are :class:`~decimal.Decimal` US dollars with two decimal
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
+
 from mturk.client import MTurkError
+from mturk.spec import CustomQualification, MTurkSpec
+from studyplatform.spec_types import dollars_parse, spec_problems
 
 LOCALE_QUALIFICATION = "00000000000000000071"
 APPROVED_COUNT_QUALIFICATION = "00000000000000000040"
@@ -25,19 +28,6 @@ MASTERS_QUALIFICATION = {
 FEE_RATE = Decimal("0.20")
 FEE_MINIMUM = Decimal("0.01")
 MAX_ASSIGNMENTS_PER_HIT = 9
-COMPARATORS = (
-    "LessThan",
-    "LessThanOrEqualTo",
-    "GreaterThan",
-    "GreaterThanOrEqualTo",
-    "EqualTo",
-    "NotEqualTo",
-    "Exists",
-    "DoesNotExist",
-    "In",
-    "NotIn",
-)
-_AMOUNT = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
 
 
 class MTurkSettingsError(MTurkError):
@@ -45,23 +35,19 @@ class MTurkSettingsError(MTurkError):
 
     def __init__(self, field_name: str, problem: str) -> None:
         self.field = field_name
-        super().__init__(f"mturk.{field_name}: {problem}")
+        super().__init__(f"mturk.{field_name}: {problem}" if field_name else f"mturk: {problem}")
 
 
 def amount_parse(value: Any, field_name: str, *, allow_zero: bool = False) -> Decimal:
-    """A dollar amount in whole cents (``"2.50"``); raises :class:`MTurkSettingsError`."""
-    text = str(value).strip() if value is not None else ""
-    if not _AMOUNT.match(text):
-        raise MTurkSettingsError(
-            field_name, f"{value!r} is not an amount in dollars with at most two decimals"
-        )
+    """A dollar amount in whole cents (``"2.50"``), read as the spec's amounts are; raises
+    :class:`MTurkSettingsError` naming ``field_name``."""
     try:
-        amount = Decimal(text)
-    except InvalidOperation:  # pragma: no cover - the pattern already excludes it
-        raise MTurkSettingsError(field_name, f"{value!r} is not an amount") from None
+        amount = dollars_parse(value)
+    except ValueError as exc:
+        raise MTurkSettingsError(field_name, str(exc)) from None
     if amount == 0 and not allow_zero:
         raise MTurkSettingsError(field_name, "must be more than 0.00")
-    return amount.quantize(Decimal("0.01"))
+    return amount
 
 
 def fee(amount: Decimal) -> Decimal:
@@ -155,97 +141,48 @@ class HitSettings:
         return reqs
 
 
-def _int(data: dict, key: str, default: int, *, minimum: int = 0, maximum: int) -> int:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise MTurkSettingsError(key, f"must be a whole number from {minimum} to {maximum}")
-    return value
-
-
-def _custom(items: Any) -> list[dict]:
-    if not isinstance(items, list):
-        raise MTurkSettingsError("qualifications.custom", "must be a list")
-    out = []
-    for i, item in enumerate(items):
-        name = f"qualifications.custom[{i}]"
-        if not isinstance(item, dict) or not re.match(
-            r"^[A-Z0-9]{1,64}$", str(item.get("qualification_type_id", ""))
-        ):
-            raise MTurkSettingsError(name, "needs a qualification_type_id (A-Z, 0-9)")
-        comparator = item.get("comparator", "Exists")
-        if comparator not in COMPARATORS:
-            raise MTurkSettingsError(name, f"comparator {comparator!r} is not one of {COMPARATORS}")
-        req = {
-            "QualificationTypeId": item["qualification_type_id"],
-            "Comparator": comparator,
-            "ActionsGuarded": "Accept",
-        }
-        values = item.get("integer_values", [])
-        if comparator in {"Exists", "DoesNotExist"}:
-            if values:
-                raise MTurkSettingsError(name, f"{comparator} takes no values")
-        elif not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            raise MTurkSettingsError(name, f"{comparator} needs integer_values")
-        else:
-            req["IntegerValues"] = values
-        out.append(req)
-    return out
+def _requirement(item: CustomQualification) -> dict:
+    req = {
+        "QualificationTypeId": item.qualification_type_id,
+        "Comparator": item.comparator,
+        "ActionsGuarded": "Accept",
+    }
+    if item.integer_values:
+        req["IntegerValues"] = list(item.integer_values)
+    return req
 
 
 def hit_settings_from_study(study: Any) -> HitSettings:
-    """Read and check ``study.mturk`` (the spec's ``mturk`` block; see
-    ``studyplatform.studies.services.specs``). Raises :class:`MTurkSettingsError` naming the field."""
+    """Read ``study.mturk`` (the spec's ``mturk`` block) through :class:`~mturk.spec.MTurkSpec`,
+    the model that checked it when the study was created. Raises :class:`MTurkSettingsError`
+    naming the field."""
     data = study.mturk or {}
     if not data:
         raise MTurkSettingsError("", f"study {study.slug} has no mturk settings (a lab-only study)")
-    title = str(data.get("title") or "").strip()
-    if not title or len(title) > 128:
-        raise MTurkSettingsError("title", "must be 1 to 128 characters")
-    description = str(data.get("description") or title).strip()[:2000]
-    keywords = data.get("keywords") or []
-    if isinstance(keywords, str):
-        keywords = [k.strip() for k in keywords.split(",")]
-    keywords_text = ", ".join(k for k in (str(k).strip() for k in keywords) if k)[:1000]
-    quals = data.get("qualifications") or {}
-    if not isinstance(quals, dict):
-        raise MTurkSettingsError("qualifications", "must be a mapping")
-    locales = quals.get("locales") or []
-    if not isinstance(locales, list) or not all(
-        isinstance(c, str) and re.match(r"^[A-Z]{2}$", c) for c in locales
-    ):
-        raise MTurkSettingsError("qualifications.locales", "must be a list of codes such as US")
-    at_least = quals.get("approved_hits_at_least")
-    above = quals.get("approval_rate_above")
-    for key, value, top in (
-        ("qualifications.approved_hits_at_least", at_least, 10**9),
-        ("qualifications.approval_rate_above", above, 99),
-    ):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top
-        ):
-            raise MTurkSettingsError(key, f"must be a whole number from 0 to {top}")
+    try:
+        spec = MTurkSpec.model_validate(data)
+    except ValidationError as exc:
+        path, problem = spec_problems(exc)[0]
+        raise MTurkSettingsError(path, problem) from None
+    quals = spec.qualifications
     return HitSettings(
-        title=title,
-        description=description,
-        keywords=keywords_text,
-        reward=amount_parse(data.get("reward"), "reward"),
-        lifetime_seconds=3600 * _int(data, "lifetime_hours", 72, minimum=1, maximum=24 * 365),
-        assignment_duration_seconds=60
-        * _int(data, "assignment_duration_minutes", 60, minimum=1, maximum=24 * 60 * 365),
-        auto_approval_delay_seconds=3600
-        * _int(data, "auto_approval_delay_hours", 72, maximum=24 * 30),
-        frame_height=_int(data, "frame_height", 900, maximum=10_000),
-        locales=list(locales),
-        approved_hits_at_least=at_least,
-        approval_rate_above=above,
-        masters=bool(quals.get("masters", False)),
-        custom=_custom(quals.get("custom", [])),
-        exclude_participated=bool(quals.get("exclude_participated", True)),
-        exclude_participated_any_study=bool(quals.get("exclude_participated_any_study", False)),
-        planned_bonus=amount_parse(
-            data.get("planned_bonus", "0"), "planned_bonus", allow_zero=True
-        ),
-        production=data.get("production") is True,
+        title=spec.title,
+        description=spec.description or spec.title,
+        keywords=", ".join(spec.keywords),
+        reward=spec.reward,
+        lifetime_seconds=3600 * spec.lifetime_hours,
+        assignment_duration_seconds=60 * spec.assignment_duration_minutes,
+        auto_approval_delay_seconds=3600 * spec.auto_approval_delay_hours,
+        frame_height=spec.frame_height,
+        locales=list(quals.locales),
+        approved_hits_at_least=quals.approved_hits_at_least,
+        approval_rate_above=quals.approval_rate_above,
+        masters=quals.masters,
+        custom=[_requirement(item) for item in quals.custom],
+        exclude_participated=quals.exclude_participated,
+        exclude_participated_any_study=quals.exclude_participated_any_study,
+        planned_bonus=spec.planned_bonus,
+        production=spec.production,
     )
 
 

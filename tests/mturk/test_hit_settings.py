@@ -106,6 +106,62 @@ def test_bad_settings_name_their_field(changes, field):
         hit_settings_from_study(study_with(**changes))
 
 
+def _custom(**item):
+    return {"qualifications": {"custom": [{"qualification_type_id": "3CUSTOM", **item}]}}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "problem"),
+    [
+        (_custom(comparator="Bogus"), "custom[0].comparator", "must be one of 'LessThan'"),
+        (_custom(comparator="EqualTo"), "custom[0].integer_values", "exactly one value, got 0"),
+        (
+            _custom(comparator="GreaterThan", integer_values=[1, 2]),
+            "custom[0].integer_values",
+            "exactly one value, got 2",
+        ),
+        (_custom(integer_values=[1]), "custom[0].integer_values", "Exists takes no values"),
+        (
+            _custom(comparator="In", integer_values=list(range(16))),
+            "custom[0].integer_values",
+            "In needs 1 to 15 values, got 16",
+        ),
+        (
+            _custom(comparator="EqualTo", integer_values=["1"]),
+            "custom[0].integer_values[0]",
+            "must be an integer",
+        ),
+        (_custom(qualification_type_id="3x-y"), "custom[0].qualification_type_id", "A-Z, 0-9"),
+        (
+            {"qualifications": {"custom": [{"qualification_type_id": "3A"}] * 2}},
+            "custom[1].qualification_type_id",
+            "'3A' is already custom[0]",
+        ),
+    ],
+)
+def test_a_custom_qualification_mturk_would_refuse_is_named(changes, field, problem):
+    with pytest.raises(MTurkSettingsError) as caught:
+        hit_settings_from_study(study_with(**changes))
+
+    assert str(caught.value).startswith(f"mturk.qualifications.{field}: ")
+    assert problem in str(caught.value)
+
+
+def test_keywords_longer_than_mturk_takes_are_refused_not_cut():
+    with pytest.raises(MTurkSettingsError, match=r"^mturk\.keywords: are longer than 1000"):
+        hit_settings_from_study(study_with(keywords=["k" * 200] * 6))
+
+
+def test_a_stored_block_reads_back_to_the_same_settings():
+    from mturk.spec import MTurkSpec
+
+    stored = MTurkSpec.model_validate(SEED001_MTURK).model_dump(mode="json")
+
+    assert hit_settings_from_study(study_with(**stored)) == hit_settings_from_study(study_with())
+    assert stored["reward"] == "1.50"
+    assert stored["qualifications"]["custom"] == []
+
+
 def test_a_lab_only_study_cannot_be_published():
     with pytest.raises(MTurkSettingsError, match="no mturk settings"):
         hit_settings_from_study(SimpleNamespace(slug="lab", mturk={}))
