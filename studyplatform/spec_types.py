@@ -123,10 +123,12 @@ _AMOUNT = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
 def dollars_parse(value: Any) -> Decimal:
     """A dollar amount in whole cents: ``"2.50"``, ``2.5`` or ``2`` (no exponent, no sign, at
     most two decimals). Raises ValueError."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-        raise ValueError(f'must be dollars in whole cents such as "2.50", got {value!r}')
-    if not _AMOUNT.match(str(value).strip()):
-        raise ValueError(f'must be dollars in whole cents such as "2.50", got {value!r}')
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, str | int | float | Decimal)
+        or not _AMOUNT.match(str(value).strip())
+    ):
+        raise ValueError(f"{value!r} is not an amount in dollars with at most two decimals")
     return Decimal(str(value).strip()).quantize(Decimal("0.01"))
 
 
