@@ -7,3 +7,13 @@ class ExplainConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "explain"
     verbose_name = "Explanations"
+
+    def ready(self) -> None:
+        # Imported here: the schema module imports the study models, loaded only by now.
+        from explain.registry import get_method, method_from_config
+        from studyplatform.studies.spec_schema import condition_methods_register
+
+        condition_methods_register(
+            check_name=get_method,
+            check_config=lambda method, config: method_from_config({"method": method, **config}),
+        )

@@ -7,3 +7,14 @@ class MturkConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "mturk"
     verbose_name = "Mechanical Turk"
+
+    def ready(self) -> None:
+        # Imported here: the schema module imports the study models, loaded only by now.
+        from mturk.spec import MTurkSpec
+        from studyplatform.studies.spec_schema import spec_block_register
+
+        spec_block_register(
+            name="mturk",
+            model=MTurkSpec,
+            description="The HIT settings (mturk/spec.py); left out for a lab-only study.",
+        )

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
-from studyplatform.spec_types import Dollars, SpecModel, problem, problem_at, text
+from studyplatform.studies.spec_types import Dollars, SpecModel, Text, problem, problem_at
 
 __all__ = ["COMPARATORS", "CustomQualification", "MTurkSpec", "Qualifications"]
 
@@ -65,14 +65,17 @@ class CustomQualification(SpecModel):
 
     qualification_type_id: Annotated[
         str,
-        Field(description="The qualification type's id (1-64 of A-Z, 0-9)."),
+        Field(
+            description="The qualification type's id.",
+            json_schema_extra={"pattern": _TYPE_ID.pattern},
+        ),
         AfterValidator(_type_id),
     ]
     comparator: Literal[COMPARATORS] = Field(  # type: ignore[valid-type]
         "Exists", description="How the worker's value is compared."
     )
     integer_values: list[int] = Field(
-        default_factory=list,
+        [],
         description=(
             "None for Exists / DoesNotExist; up to 15 for In / NotIn; exactly one otherwise."
         ),
@@ -100,9 +103,11 @@ class Qualifications(SpecModel):
     """Who may take the HIT: seed 001 section 4's filters, Masters, custom requirements and
     the repeat-worker blocks."""
 
-    locales: list[Annotated[str, AfterValidator(_country)]] = Field(
-        default_factory=list, description="Countries the worker must be in (ISO 3166: US, CA)."
-    )
+    locales: list[
+        Annotated[
+            str, Field(json_schema_extra={"pattern": _COUNTRY.pattern}), AfterValidator(_country)
+        ]
+    ] = Field([], description="Countries the worker must be in (ISO 3166: US, CA).")
     approved_hits_at_least: Annotated[int, Field(ge=0, le=10**9)] | None = Field(
         None, description="Least number of approved HITs (seed 001: 1000)."
     )
@@ -117,7 +122,7 @@ class Qualifications(SpecModel):
     )
     masters: bool = Field(False, description="Only MTurk Masters.")
     custom: list[CustomQualification] = Field(
-        default_factory=list, description="Further requirements of your own qualification types."
+        [], description="Further requirements of your own qualification types."
     )
 
     @field_validator("custom")
@@ -139,13 +144,13 @@ class Qualifications(SpecModel):
 class MTurkSpec(SpecModel):
     """The HIT settings of a study published on MTurk; a lab-only study leaves the block out."""
 
-    title: text(128, required=True) = Field(description="The HIT's title in the workers' list.")
-    description: text(2000) = Field("", description="The HIT's description (default: the title).")
+    title: Text(128, required=True) = Field(description="The HIT's title in the workers' list.")
+    description: Text(2000) = Field("", description="The HIT's description (default: the title).")
     keywords: Annotated[
-        list[text(200, required=True)],
+        list[Text(200, required=True)],
         BeforeValidator(_split_keywords),
         Field(description="Search keywords, a list or one comma-separated string."),
-    ] = Field(default_factory=list)
+    ] = Field([])
     reward: Dollars = Field(description='Pay per assignment in US dollars ("2.50"), > 0.00.')
     planned_bonus: Dollars = Field(
         Decimal("0.00"),
@@ -164,9 +169,7 @@ class MTurkSpec(SpecModel):
     frame_height: int = Field(
         900, ge=0, le=10_000, description="Pixels of the ExternalQuestion frame (0: MTurk's)."
     )
-    qualifications: Qualifications = Field(
-        default_factory=Qualifications, description="Who may take the HIT."
-    )
+    qualifications: Qualifications = Field(Qualifications(), description="Who may take the HIT.")
 
     @field_validator("keywords")
     @classmethod

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from mturk.client import MTurkError
 from mturk.spec import CustomQualification, MTurkSpec
-from studyplatform.spec_types import dollars_parse, spec_problems
+from studyplatform.studies.spec_types import dollars_parse, spec_problems
 
 LOCALE_QUALIFICATION = "00000000000000000071"
 APPROVED_COUNT_QUALIFICATION = "00000000000000000040"

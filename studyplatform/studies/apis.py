@@ -26,7 +26,9 @@ from .services.task_pairs import TaskPairError, task_pair_generate
 
 
 def _spec_error(exc: StudySpecError) -> ValidationError:
-    return ValidationError({"field": exc.path, "detail": str(exc)})
+    """400 naming the first wrong field, and every problem found as ``{field, detail}``."""
+    problems = [{"field": path, "detail": message} for path, message in exc.problems]
+    return ValidationError({"field": exc.path, "detail": str(exc), "problems": problems})
 
 
 class StudyOutputSerializer(serializers.Serializer):

@@ -60,6 +60,16 @@ def _listed_queries(holding):
     return change
 
 
+def _custom_qualification(item):
+    def change(spec, archive):
+        spec["mturk"]["qualifications"]["custom"] = [
+            {"qualification_type_id": "3GOOD", "comparator": "EqualTo", "integer_values": [1]},
+            {"qualification_type_id": "3CUSTOM", **item},
+        ]
+
+    return change
+
+
 def _second_xai_subtask(spec, archive):
     spec["questionnaires"].append(copy.deepcopy(spec["questionnaires"][1]))
 
@@ -96,7 +106,7 @@ BAD = {
         _set(["sizes", "target_count"], 9),
         r"^queries\[\d+\]\.class: class '\w+' is in \d image\(s\).*target_count = 9",
     ),
-    "zero repetitions": (_set(["repetitions"], 0), r"^repetitions: must be between 1"),
+    "zero repetitions": (_set(["repetitions"], 0), r"^repetitions: must be >= 1, got 0"),
     "one condition": (
         _set(["conditions"], [{"name": "no-xai"}]),
         r"^conditions: needs at least 2",
@@ -164,7 +174,7 @@ BAD = {
     "mturk without reward": (_set(["mturk"], {"title": "t"}), r"^mturk\.reward: is required"),
     "mturk reward in fractions of a cent": (
         _set(["mturk"], {"title": "t", "reward": "0.125"}),
-        r"^mturk\.reward: must be dollars in whole cents",
+        r"^mturk\.reward: '0\.125' is not an amount in dollars with at most two decimals",
     ),
     "mturk locale": (
         _set(["mturk"], {"title": "t", "reward": "1.00", "qualifications": {"locales": ["usa"]}}),
@@ -175,9 +185,55 @@ BAD = {
             ["mturk"],
             {"title": "t", "reward": "1.00", "qualifications": {"approval_rate_above": 100}},
         ),
-        r"^mturk\.qualifications\.approval_rate_above: must be between 0 and 99",
+        r"^mturk\.qualifications\.approval_rate_above: must be <= 99, got 100",
     ),
     "tutorial not a mapping": (_set(["tutorial"], ["x"]), r"^tutorial: must be a mapping"),
+    "mturk comparator MTurk does not know": (
+        _custom_qualification({"comparator": "Bogus", "integer_values": [1]}),
+        r"^mturk\.qualifications\.custom\[1\]\.comparator: must be one of 'LessThan'.*'Bogus'",
+    ),
+    "mturk comparator without its value": (
+        _custom_qualification({"comparator": "GreaterThanOrEqualTo"}),
+        r"^mturk\.qualifications\.custom\[1\]\.integer_values: GreaterThanOrEqualTo needs "
+        r"exactly one value, got 0",
+    ),
+    "mturk values on Exists": (
+        _custom_qualification({"integer_values": [3]}),
+        r"^mturk\.qualifications\.custom\[1\]\.integer_values: Exists takes no values",
+    ),
+    "mturk qualification type id": (
+        _custom_qualification({"qualification_type_id": "not-an-id"}),
+        r"^mturk\.qualifications\.custom\[1\]\.qualification_type_id: must be 1-64 of A-Z",
+    ),
+    "mturk unknown qualification": (
+        _set(["mturk"], {"title": "t", "reward": "1.00", "qualifications": {"locale": ["US"]}}),
+        r"^mturk\.qualifications: unknown field\(s\) \['locale'\]; valid: \['approval_rate",
+    ),
+    "mturk duration beyond a year": (
+        _set(["mturk"], {"title": "t", "reward": "1.00", "lifetime_hours": 24 * 366}),
+        r"^mturk\.lifetime_hours: must be <= 8760, got 8784",
+    ),
+    "analysis alternative": (
+        _set(["analysis"], {"alternative": "bigger"}),
+        r"^analysis\.alternative: must be one of 'greater', 'less' or 'two-sided', got 'bigger'",
+    ),
+    "analysis group": (
+        _set(["analysis"], {"groups": ["Cluttered", "Huge"]}),
+        r"^analysis\.groups\[1\]: must be one of 'Cluttered'",
+    ),
+    "listed query without an image": (
+        _set(["queries"], [{"class": "cake"}, {"class": "cake", "image_id": 1}]),
+        r"^queries\[0\]: give the image's file name \(image\) or COCO id \(image_id\)",
+    ),
+    "total below the classes": (
+        _set(["queries"], {"classes": ["cake", "book"], "total": 1}),
+        r"^queries\.total: must be >= 2",
+    ),
+    "question code twice": (
+        _set(["questionnaires", 0, "questions", 1, "code"], "easy_to_judge"),
+        r"^questionnaires\[0\]\.questions\[1\]\.code: 'easy_to_judge' is used twice",
+    ),
+    "boolean as a number": (_set(["seed"], True), r"^seed: must be an integer, got True"),
 }
 
 

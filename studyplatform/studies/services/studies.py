@@ -15,7 +15,8 @@ from retrieval.models import Archive, Category, FeatureSet, Image
 from retrieval.services.features import backbone_config_key
 
 from ..models import Condition, QueryImage, Question, Questionnaire, Study, TaskPair
-from .specs import _FOR, StudySpecError, study_spec_validate
+from ..spec_schema import FOR as _FOR
+from .specs import StudySpecError, study_spec_validate
 from .task_pairs import task_pair_generate
 
 __all__ = [

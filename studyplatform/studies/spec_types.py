@@ -33,12 +33,12 @@ __all__ = [
     "UNION_TAGS",
     "Dollars",
     "JsonData",
+    "Slug",
     "SpecModel",
+    "Text",
     "problem",
     "problem_at",
-    "slug",
     "spec_problems",
-    "text",
 ]
 
 #: Tags of tagged unions (``queries``): pydantic puts them in an error's location, the spec's
@@ -87,7 +87,7 @@ def _none_to_empty(value: Any) -> Any:
     return "" if value is None else value
 
 
-def text(max_length: int, *, required: bool = False) -> Any:
+def Text(max_length: int, *, required: bool = False) -> Any:
     """A string of at most ``max_length`` characters; ``null`` reads as ``""`` unless
     ``required`` (then it must not be empty). Give the default with the field: ``= ""``."""
     if required:
@@ -104,7 +104,7 @@ def _slug_check(value: str) -> str:
     return value
 
 
-def slug(max_length: int) -> Any:
+def Slug(max_length: int) -> Any:
     """A non-empty name of letters, digits, ``-`` and ``_`` (a Django slug)."""
     return Annotated[
         str,
