@@ -15,7 +15,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
-from studyplatform.studies.spec_types import Dollars, SpecModel, Text, problem, problem_at
+from studyplatform.studies.spec_types import (
+    Dollars,
+    SpecModel,
+    Text,
+    null_as,
+    problem,
+    problem_at,
+)
 
 __all__ = ["COMPARATORS", "CustomQualification", "MTurkSpec", "Qualifications"]
 
@@ -169,7 +176,9 @@ class MTurkSpec(SpecModel):
     frame_height: int = Field(
         900, ge=0, le=10_000, description="Pixels of the ExternalQuestion frame (0: MTurk's)."
     )
-    qualifications: Qualifications = Field(Qualifications(), description="Who may take the HIT.")
+    qualifications: Annotated[Qualifications, null_as({})] = Field(
+        Qualifications(), description="Who may take the HIT."
+    )
 
     @field_validator("keywords")
     @classmethod

@@ -36,7 +36,16 @@ from pydantic import (
 
 from .models import Question, Study
 from .services.task_pairs import DESIGNS
-from .spec_types import UNION_TAGS, JsonData, Slug, SpecModel, Text, problem, problem_at
+from .spec_types import (
+    UNION_TAGS,
+    JsonData,
+    Slug,
+    SpecModel,
+    Text,
+    null_as,
+    problem,
+    problem_at,
+)
 
 __all__ = [
     "SpecBlock",
@@ -52,11 +61,6 @@ DISTANCES = tuple(Study.Distance.values)
 SCALES = tuple(Question.Scale.values)
 #: A questionnaire's ``for``: which sub-tasks it follows, as ``Questionnaire.for_xai``.
 FOR = {"xai": True, "no_xai": False, "any": None}
-
-
-def _null_as(empty: Any) -> Any:
-    """``null`` (or a missing YAML value) reads as ``empty``: an optional section left blank."""
-    return BeforeValidator(lambda value: empty if value is None else value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,7 +164,7 @@ class ConditionSpec(SpecModel):
     name: Slug(50) = Field(description="Unique within the study.")
     label: Text(100) = Field("", description="What the researcher calls it.")
     method: Text(50) = Field("", description="A saliency method's name (explain's registry).")
-    config: Annotated[JsonData, _null_as({})] = Field({}, description="The method's parameters.")
+    config: Annotated[JsonData, null_as({})] = Field({}, description="The method's parameters.")
 
     @field_validator("method")
     @classmethod
@@ -339,7 +343,7 @@ class StudySpecCore(SpecModel):
         "or id; normalised to {backbone: <full config>}."
     )
     distance: Literal[DISTANCES] = Field("hik", description="Distance of the search.")  # type: ignore[valid-type]
-    sizes: Annotated[Sizes, _null_as({})] = Field(
+    sizes: Annotated[Sizes, null_as({})] = Field(
         Sizes(), description="Targets, rounds and results."
     )
     repetitions: int = Field(
@@ -356,15 +360,15 @@ class StudySpecCore(SpecModel):
         description="A list of query images, or classes to draw them from; normalised to the "
         "list [{image_id, image, class}]."
     )
-    task_pairs: Annotated[TaskPairs, _null_as({})] = Field(TaskPairs(), description="Task pairs.")
-    questionnaires: Annotated[list[QuestionnaireSpec], _null_as([])] = Field(
+    task_pairs: Annotated[TaskPairs, null_as({})] = Field(TaskPairs(), description="Task pairs.")
+    questionnaires: Annotated[list[QuestionnaireSpec], null_as([])] = Field(
         [],
         description="At most one sub-task questionnaire per kind of condition, one final.",
     )
     superclasses: Annotated[Superclasses | None, BeforeValidator(lambda value: value or None)] = (
         Field(None, description="Superclass override; {} or left out: from the archive.")
     )
-    tutorial: Annotated[JsonData, _null_as({})] = Field(
+    tutorial: Annotated[JsonData, null_as({})] = Field(
         {}, description="Kept as given for the HIT pages."
     )
 

@@ -36,6 +36,7 @@ __all__ = [
     "Slug",
     "SpecModel",
     "Text",
+    "null_as",
     "problem",
     "problem_at",
     "spec_problems",
@@ -81,6 +82,11 @@ def problem_at(*at: str | int, message: str) -> PydanticCustomError:
     """An error for a rule across fields, blaming the field ``at`` below the validated model
     (``problem_at(2, "name", message=...)`` in a list validator names ``conditions[2].name``)."""
     return PydanticCustomError("spec_at", "{message}", {"message": message, "at": at})
+
+
+def null_as(empty: Any) -> Any:
+    """``null`` (a YAML key left blank) reads as ``empty``: ``Annotated[Sizes, null_as({})]``."""
+    return BeforeValidator(lambda value: empty if value is None else value)
 
 
 def _none_to_empty(value: Any) -> Any:

@@ -173,3 +173,11 @@ def test_the_endpoint_state_survives_a_restart(tmp_path):
     path = str(tmp_path / "state.sqlite3")
     Store(path).worker_add(worker_id="AW1", country="CA")
     assert Store(path).worker_get("AW1")["country"] == "CA"
+
+
+def test_blank_qualifications_read_as_the_defaults():
+    settings = hit_settings_from_study(study_with(qualifications=None))
+
+    assert settings.locales == []
+    assert settings.exclude_participated is True
+    assert settings.custom == []
