@@ -66,3 +66,16 @@ def saliency_overlays_render(feature_set_id: int, config_key: str) -> int:
     from .services import saliency_overlays_render as render
 
     return render(feature_set=FeatureSet.objects.get(pk=feature_set_id), config_key=config_key)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def saliency_precompute_study(study_id: int) -> dict:
+    """Plan a study's missing maps and queue their chunks (the admin's action; the plan needs
+    the backbone's normalisation, so it runs here, not in the web process); idempotent."""
+    from dataclasses import asdict
+
+    from studyplatform.studies.models import Study
+
+    from .services import saliency_precompute_study as run
+
+    return asdict(run(study=Study.objects.get(pk=study_id)))

@@ -7,8 +7,6 @@ enqueues the Celery task after the creating transaction commits.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -16,17 +14,13 @@ from pathlib import Path
 import numpy as np
 from django.db import transaction
 
-from ..backbones import BackboneConfig, build_backbone
+from ..backbone_config import BackboneConfig, backbone_config_key
+from ..backbones import build_backbone
 from ..extraction import extract_features, load_features
 from ..hik_codes import HikCodes
 from ..models import Archive, FeatureSet, Image
 
 logger = logging.getLogger(__name__)
-
-
-def backbone_config_key(config: BackboneConfig) -> str:
-    canonical = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def features_extract(
