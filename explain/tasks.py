@@ -1,8 +1,9 @@
 """Celery tasks of the explain app: take ids, re-fetch, call one service (STYLE habits 5-7).
 
-``saliency_precompute_result`` (one result image, every query needing it: the chunk of a
-study's precompute) and ``saliency_precompute_chunk`` (one query, several results) run on the
-``gpu`` queue; ``saliency_overlays_render`` is CPU work on ``default`` (``CELERY_TASK_ROUTES``).
+Each task is named after the service it calls. ``saliency_precompute_chunk`` (one result image,
+every query needing it: the chunk of a study's precompute) and ``saliency_precompute_study``
+(plan and queue a study's chunks) run on the ``gpu`` queue; ``saliency_overlays_render`` is CPU
+work on ``default`` (``CELERY_TASK_ROUTES``).
 The compute tasks are idempotent (existing maps are skipped, each map is committed when done),
 hence ``acks_late`` with ``reject_on_worker_lost``: a worker killed mid-chunk leaves the message
 unacknowledged, it is delivered again, and the new run computes only what is missing. None of
@@ -16,7 +17,7 @@ _GPU_LIMITS = {"soft_time_limit": 4 * 60 * 60, "time_limit": 4 * 60 * 60 + 300}
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, **_GPU_LIMITS)
-def saliency_precompute_result(
+def saliency_precompute_chunk(
     feature_set_id: int, result_id: int, query_ids: list[int], method_config: dict
 ) -> int:
     """Maps of one result image for each of ``query_ids``; returns how many were computed."""
@@ -34,28 +35,6 @@ def saliency_precompute_result(
         queries=[images[q] for q in query_ids],
         method_config=method_config,
     )
-
-
-@shared_task(acks_late=True, reject_on_worker_lost=True, **_GPU_LIMITS)
-def saliency_precompute_chunk(
-    feature_set_id: int, query_id: int, result_ids: list[int], method_config: dict
-) -> int:
-    """Maps of ``result_ids`` for one query; idempotent (existing maps are skipped)."""
-    from retrieval.models import FeatureSet, Image
-
-    from .services import saliency_maps_compute
-
-    results = Image.objects.select_related("directory").in_bulk(result_ids)
-    missing = sorted(set(result_ids) - set(results))
-    if missing:
-        raise ValueError(f"images {missing} do not exist")
-    rows = saliency_maps_compute(
-        feature_set=FeatureSet.objects.get(pk=feature_set_id),
-        query=Image.objects.select_related("directory").get(pk=query_id),
-        results=[results[i] for i in result_ids],
-        method_config=method_config,
-    )
-    return len(rows)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

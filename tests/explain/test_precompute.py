@@ -246,7 +246,7 @@ def test_queued_precompute_runs_after_commit_as_a_chord_of_gpu_chunks_then_overl
     study, django_capture_on_commit_callbacks
 ):
     # Eager Celery (no broker in tests): the smoke test of the task graph.
-    from explain.tasks import saliency_overlays_render, saliency_precompute_result
+    from explain.tasks import saliency_overlays_render, saliency_precompute_chunk
     from studyplatform.celery import app
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -261,10 +261,10 @@ def test_queued_precompute_runs_after_commit_as_a_chord_of_gpu_chunks_then_overl
     assert sorted(stored_pairs()) == sorted(expected_pairs(study, [1, 2]))
     assert not SaliencyMap.objects.filter(overlay_key="").exists()
     route = app.amqp.router.route
-    assert route({}, saliency_precompute_result.name)["queue"].name == "gpu"
+    assert route({}, saliency_precompute_chunk.name)["queue"].name == "gpu"
     assert route({}, saliency_overlays_render.name)["queue"].name == "default"
-    assert saliency_precompute_result.acks_late
-    assert saliency_precompute_result.reject_on_worker_lost
+    assert saliency_precompute_chunk.acks_late
+    assert saliency_precompute_chunk.reject_on_worker_lost
 
 
 def test_the_command_computes_in_process_and_a_rerun_computes_nothing(study):
