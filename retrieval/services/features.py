@@ -23,7 +23,7 @@ from ..models import Archive, FeatureSet, Image
 logger = logging.getLogger(__name__)
 
 
-def features_extract(
+def feature_set_create(
     *, archive: Archive, backbone_config: dict, enqueue: bool = True
 ) -> tuple[FeatureSet, bool]:
     """The feature set of ``archive`` under ``backbone_config``, created (and queued) if new.
@@ -45,7 +45,7 @@ def features_extract(
             },
         )
         if enqueue and feature_set.status != FeatureSet.Status.DONE:
-            from ..tasks import features_extract as task
+            from ..tasks import feature_set_extract as task
 
             task.delay_on_commit(feature_set.pk)
     return feature_set, created

@@ -19,7 +19,7 @@ from explain.selectors import (
 )
 from explain.services import saliency_precompute_study
 from retrieval.models import Annotation, Image
-from retrieval.services.features import feature_set_extract, features_extract
+from retrieval.services.features import feature_set_create, feature_set_extract
 from studyplatform.studies.models import Condition, QueryImage, Study, TaskPair
 from studyplatform.studies.services.pools import candidate_pool
 
@@ -35,7 +35,9 @@ POOL = 5
 def feature_set(small_archive, settings, tmp_path):
     settings.DATA_DIR = tmp_path / "data"
     settings.SALIENCY_CACHE_DIR = tmp_path / "cache"
-    feature_set, _ = features_extract(archive=small_archive, backbone_config=FIXTURE, enqueue=False)
+    feature_set, _ = feature_set_create(
+        archive=small_archive, backbone_config=FIXTURE, enqueue=False
+    )
     return feature_set_extract(feature_set=feature_set)
 
 

@@ -18,7 +18,7 @@ from explain.tasks import saliency_overlays_render as render_task
 from explain.tasks import saliency_precompute_chunk
 from retrieval.backbones import BackboneConfig, build_backbone
 from retrieval.models import Image
-from retrieval.services.features import feature_set_extract, features_extract
+from retrieval.services.features import feature_set_create, feature_set_extract
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +31,9 @@ SBSM = {"method": "sbsm", "block": 32, "stride": 16, "distance": "hik", "fill": 
 def feature_set(small_archive, settings, tmp_path):
     settings.DATA_DIR = tmp_path / "data"
     settings.SALIENCY_CACHE_DIR = tmp_path / "cache"
-    feature_set, _ = features_extract(archive=small_archive, backbone_config=FIXTURE, enqueue=False)
+    feature_set, _ = feature_set_create(
+        archive=small_archive, backbone_config=FIXTURE, enqueue=False
+    )
     return feature_set_extract(feature_set=feature_set)
 
 
