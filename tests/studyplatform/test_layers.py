@@ -106,3 +106,36 @@ def test_the_study_admin_is_the_wiring_one_with_the_other_apps_actions():
     assert "precompute_saliency" in registered.actions
     assert "results" in registered.list_display
     assert "saliency_maps" in registered.readonly_fields
+
+
+def _first_party_imports_swallowed() -> list[str]:
+    """'path:line' of every ``try`` that imports one of the project's packages and catches
+    ImportError: a broken import there would silently skip the work instead of failing."""
+    import ast
+
+    packages = ("studyplatform", "retrieval", "explain", "mturk", "analysis")
+    found = []
+    for package in packages:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Try):
+                    continue
+                caught = {ast.unparse(h.type) for h in node.handlers if h.type is not None}
+                if not caught & {"ImportError", "ModuleNotFoundError"}:
+                    continue
+                for statement in ast.walk(ast.Module(body=node.body, type_ignores=[])):
+                    if isinstance(statement, ast.ImportFrom) and statement.level:
+                        module = package
+                    elif isinstance(statement, ast.ImportFrom):
+                        module = statement.module or ""
+                    elif isinstance(statement, ast.Import):
+                        module = statement.names[0].name
+                    else:
+                        continue
+                    if module.split(".")[0] in packages:
+                        found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_no_import_of_the_project_is_wrapped_in_except_import_error():
+    assert _first_party_imports_swallowed() == []
