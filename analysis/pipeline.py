@@ -19,12 +19,12 @@ from analysis.permutation import permutation_tests
 from analysis.superclasses import cells_of_tasks
 from analysis.tables import ATTRIBUTES, TableResult, class_ratios, table1, table2
 
-__all__ = ["AnalysisResult", "run_analysis"]
+__all__ = ["AnalysisResult", "analysis_from_tasks"]
 
 
 @dataclass
 class AnalysisResult:
-    """Outputs of :func:`run_analysis`.
+    """Outputs of :func:`analysis_from_tasks`.
 
     Attributes
     ----------
@@ -58,7 +58,7 @@ class AnalysisResult:
     notes: list[str] = field(default_factory=list)
 
 
-def run_analysis(
+def analysis_from_tasks(
     tasks: pd.DataFrame,
     *,
     responses: pd.DataFrame | None = None,

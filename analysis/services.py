@@ -27,7 +27,7 @@ from django.db.models import Count, Max
 from analysis.exports import PREFERENCE_QUESTION, write_analysis
 from analysis.figures import figure4, figure5, figure_accuracy
 from analysis.frame import AnalysisError
-from analysis.pipeline import AnalysisResult, run_analysis
+from analysis.pipeline import AnalysisResult, analysis_from_tasks
 from analysis.selectors import study_conditions, study_likert_table, study_task_table
 from studyplatform.studies.models import Event, Response, Study
 
@@ -124,7 +124,7 @@ def analysis_run(
         if tasks.empty:
             raise AnalysisError("no completed search task of a submitted or approved HIT yet")
         responses = study_likert_table(study=study, pseudonymise_workers=pseudonymise)
-        result = run_analysis(
+        result = analysis_from_tasks(
             tasks,
             responses=None if responses.empty else responses,
             conditions=study_conditions(study=study),

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from analysis.exports import write_analysis  # noqa: E402
 from analysis.metrics import task_metrics  # noqa: E402
 from analysis.permutation import permutation_test, permutation_tests  # noqa: E402
-from analysis.pipeline import run_analysis  # noqa: E402
+from analysis.pipeline import analysis_from_tasks  # noqa: E402
 from analysis.synthetic import synthetic_likert, synthetic_tasks  # noqa: E402
 
 TEST_LIMIT_MS = 100.0
@@ -109,7 +109,7 @@ def whole_analysis(events: list, tasks: pd.DataFrame, responses: pd.DataFrame):
     for (task_events, classes), task in zip(events, tasks.to_dict("records"), strict=True):
         metrics = task_metrics(task_events, classes, task["query_class"])
         rows.append({**task, **metrics.as_dict()})
-    return run_analysis(pd.DataFrame(rows), responses=responses, n_permutations=PERMUTATIONS)
+    return analysis_from_tasks(pd.DataFrame(rows), responses=responses, n_permutations=PERMUTATIONS)
 
 
 def main() -> None:

@@ -5,8 +5,7 @@ from django.utils.html import format_html
 from studyplatform.studies.models import Study
 
 from .models import SaliencyMap
-
-# The selectors import the search code (and torch) on first use, not when the admin loads.
+from .selectors import saliency_maps_of_study, saliency_progress_detail
 
 
 class StudyFilter(admin.SimpleListFilter):
@@ -22,8 +21,6 @@ class StudyFilter(admin.SimpleListFilter):
         study = self.study()
         if study is None:
             return queryset
-        from .selectors import saliency_maps_of_study
-
         try:
             return queryset & saliency_maps_of_study(study=study)
         except ValueError:  # a condition with a bad method config: nothing of it can exist
@@ -75,8 +72,6 @@ class SaliencyMapAdmin(admin.ModelAdmin):
         value = request.GET.get(StudyFilter.parameter_name, "")
         study = Study.objects.filter(pk=int(value)).first() if value.isdigit() else None
         if study is not None:
-            from .selectors import saliency_progress_detail
-
             try:
                 state = saliency_progress_detail(study=study)
             except ValueError as error:

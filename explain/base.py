@@ -34,7 +34,19 @@ class SimilaritySaliency(abc.ABC):
     ``get_config`` reads back the constructor's arguments from attributes of the same names, so
     a subclass stores each argument under its own name (tuples are returned as lists, which
     keeps configs JSON-able and equal after a JSON round trip).
+
+    Capabilities (class attributes a service reads instead of checking a method's class):
+
+    ``reuses_masked_embeddings``
+        The maps split into a query-independent half, ``masked_embeddings(embed, result)``
+        (ndarray of shape (n_masks, D): the embeddings of the masked result), and
+        ``maps_from_embeddings(query_embedding, result_embedding, masked, *, image_shape)``
+        (maps of shape (n_queries, H, W) or (H, W) for one query, no network). A service then
+        computes the masked embeddings of a result once, keeps them in the on-disk cache and
+        derives every query's map from them (seed 000 Eq. 2 does not depend on the query).
     """
+
+    reuses_masked_embeddings: bool = False
 
     def explain(self, embed: Embed, query: torch.Tensor, results: torch.Tensor) -> np.ndarray:
         """Saliency maps over each result image.

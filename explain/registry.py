@@ -2,21 +2,24 @@
 
 Views and tasks never import a method class: they name a method, or hand over a stored config
 ``{"method": name, **params}``, and get an instance from here. The method modules register
-themselves on import of :mod:`explain.methods`, which every look-up here triggers.
+themselves on import of :mod:`explain.methods`, which every look-up here triggers. This module
+itself imports no torch, so modules that only name methods (selectors, the admin) stay light
+until a method is looked up.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from explain.base import SimilaritySaliency
+if TYPE_CHECKING:
+    from explain.base import SimilaritySaliency
 
 __all__ = ["get_method", "list_methods", "method_config", "method_from_config", "register_method"]
 
 _REGISTRY: dict[str, type[SimilaritySaliency]] = {}
-T = TypeVar("T", bound=type[SimilaritySaliency])
+T = TypeVar("T", bound="type[SimilaritySaliency]")
 
 
 def register_method(name: str) -> Callable[[T], T]:
@@ -32,6 +35,8 @@ def register_method(name: str) -> Callable[[T], T]:
         raise ValueError(f"a method name must be a non-empty string, got {name!r}")
 
     def decorator(cls: T) -> T:
+        from explain.base import SimilaritySaliency  # loaded already by the method's module
+
         if not (isinstance(cls, type) and issubclass(cls, SimilaritySaliency)):
             raise ValueError(f"{cls!r} is not a SimilaritySaliency subclass")
         if _REGISTRY.get(name, cls) is not cls:

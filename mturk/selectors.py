@@ -26,10 +26,6 @@ def study_is_published(*, study: Any) -> bool:
     return Hit.objects.filter(study=study).exclude(hit_id="").exists()
 
 
-def hits_of_study(*, study: Any, environment: str) -> QuerySet[Hit]:
-    return Hit.objects.filter(study=study, environment=environment).order_by("batch")
-
-
 def money_spent(*, study: Any, environment: str) -> dict[str, Decimal]:
     """Dollars paid or owed: approved rewards, bonuses sent, and MTurk's fees on both."""
     approved = AssignmentRecord.objects.filter(

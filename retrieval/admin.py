@@ -5,7 +5,7 @@ from django.utils.html import format_html
 
 from .models import Annotation, Archive, ArchiveImport, Category, FeatureSet, Image, ImageDirectory
 from .selectors import category_superclasses
-from .tasks import archive_statistics_refresh, features_extract
+from .tasks import archive_statistics_refresh, feature_set_extract
 
 
 class ArchiveImportInline(admin.TabularInline):
@@ -205,7 +205,7 @@ class FeatureSetAdmin(admin.ModelAdmin):
     def queue_extraction(self, request, queryset):
         pending = queryset.exclude(status=FeatureSet.Status.DONE)
         for feature_set in pending:
-            features_extract.delay_on_commit(feature_set.pk)
+            feature_set_extract.delay_on_commit(feature_set.pk)
         self.message_user(
             request, f"Extraction queued for {pending.count()} feature set(s).", messages.INFO
         )

@@ -84,13 +84,13 @@ class FeatureSetListCreateApi(APIView):
     @extend_schema(request=FeatureSetInputSerializer, responses=FeatureSetOutputSerializer)
     def post(self, request, archive_id: int):
         # Imported here: it loads torch, which processes that only list archives do without.
-        from .services.features import features_extract
+        from .services.features import feature_set_create
 
         archive = get_object_or_404(Archive, pk=archive_id)
         data = self.FeatureSetInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            feature_set, created = features_extract(
+            feature_set, created = feature_set_create(
                 archive=archive, backbone_config=data.validated_data["backbone_config"]
             )
         except ValueError as exc:

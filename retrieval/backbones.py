@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, overload
@@ -36,6 +36,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from retrieval.backbone_config import BACKBONES, BackboneConfig
 from retrieval.files import file_sha256
 from retrieval.fixture_backbone import (
     FILE_FORMAT,
@@ -64,8 +65,6 @@ FIXTURE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "backbones"
 RANDOM_INIT = "random-init"
 # Seed of the initialisation used for ``weights="none"``.
 _RANDOM_INIT_SEED = 0
-_NAMED_WEIGHTS = ("imagenet", "none", "fixture")
-_WEIGHT_SUFFIXES = (".pth", ".pt")
 # ImageNet evaluation: resize the shorter side to 256/224 of the crop, then centre-crop.
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -101,36 +100,35 @@ _REGISTRY: dict[str, _Entry] = {}
 def register_backbone(
     name: str,
     *,
-    layers: Mapping[str, str],
-    feature_map_node: str,
     imagenet: type[torchvision.models.WeightsEnum] | None = None,
-    fixture: bool = False,
-    min_image_size: int = 32,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a keyword-only builder ``builder(*, num_classes) -> nn.Module``.
 
     Parameters
     ----------
     name : str
-        Registry key, the ``BackboneConfig.name``.
-    layers : mapping of str to str
-        Public layer names (``"avgpool"``...) to the ``torch.fx`` node names of the module the
-        builder returns; every output must be non-negative.
-    feature_map_node : str
-        Node of the last spatial map, shape (B, C, h, w).
+        A backbone of the catalogue :data:`retrieval.backbone_config.BACKBONES`, which holds its
+        layers, feature-map node, fixture flag and minimum image size (read without torch).
     imagenet : WeightsEnum subclass, optional
-        torchvision weights whose ``DEFAULT`` is used for ``weights="imagenet"``.
-    fixture : bool, default False
-        Whether ``fixtures/backbones/<name>.pt`` is a valid ``weights="fixture"``.
-    min_image_size : int, default 32
-        Smallest accepted ``image_size``.
+        torchvision weights whose ``DEFAULT`` is used for ``weights="imagenet"``; given exactly
+        when the catalogue says the backbone has ImageNet weights.
     """
+    if name not in BACKBONES:
+        raise ValueError(f"backbone {name!r} is not in retrieval.backbone_config.BACKBONES")
+    spec = BACKBONES[name]
+    if (imagenet is not None) != spec.imagenet:
+        raise ValueError(f"the catalogue and the registration of {name!r} disagree on ImageNet")
 
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"backbone {name!r} is already registered")
         _REGISTRY[name] = _Entry(
-            builder, dict(layers), feature_map_node, imagenet, fixture, min_image_size
+            builder,
+            dict(spec.layers),
+            spec.feature_map_node,
+            imagenet,
+            spec.fixture,
+            spec.min_image_size,
         )
         return builder
 
@@ -154,149 +152,34 @@ def _entry(name: str) -> _Entry:
         raise ValueError(f"unknown backbone {name!r}; valid names: {list_backbones()}") from None
 
 
-_RESNET_LAYERS = {name: name for name in ("layer1", "layer2", "layer3", "layer4", "avgpool")}
-
-
-@register_backbone(
-    "resnet50",
-    layers=_RESNET_LAYERS,
-    feature_map_node="layer4",
-    imagenet=torchvision.models.ResNet50_Weights,
-)
+@register_backbone("resnet50", imagenet=torchvision.models.ResNet50_Weights)
 def resnet50(*, num_classes: int = 1000) -> nn.Module:
     """ResNet-50, random weights; ``avgpool`` features have 2048 dims."""
     return torchvision.models.resnet50(weights=None, num_classes=num_classes)
 
 
-@register_backbone(
-    "resnet18",
-    layers=_RESNET_LAYERS,
-    feature_map_node="layer4",
-    imagenet=torchvision.models.ResNet18_Weights,
-)
+@register_backbone("resnet18", imagenet=torchvision.models.ResNet18_Weights)
 def resnet18(*, num_classes: int = 1000) -> nn.Module:
     """ResNet-18, random weights; ``avgpool`` features have 512 dims."""
     return torchvision.models.resnet18(weights=None, num_classes=num_classes)
 
 
-@register_backbone(
-    "vgg19",
-    # "features" ends in the last max-pool; torchvision's avgpool is an adaptive pool to 7x7,
-    # so both give 512 * 7 * 7 = 25088 dims at 224 px. classifier.1 and .4 are the ReLUs after
-    # the two 4096-wide fully connected layers.
-    layers={
-        "features": "features",
-        "avgpool": "avgpool",
-        "classifier.1": "classifier.1",
-        "classifier.4": "classifier.4",
-    },
-    # The last conv ReLU (stride 16) rather than the max-pool after it: twice the resolution.
-    feature_map_node="features.35",
-    imagenet=torchvision.models.VGG19_Weights,
-)
+@register_backbone("vgg19", imagenet=torchvision.models.VGG19_Weights)
 def vgg19(*, num_classes: int = 1000) -> nn.Module:
     """VGG-19 without BatchNorm, random weights."""
     return torchvision.models.vgg19(weights=None, num_classes=num_classes)
 
 
-@register_backbone(
-    "densenet121",
-    # torchvision's DenseNet applies the final ReLU and pooling functionally; "relu" is the
-    # spatial map after the last ReLU, "avgpool" its global average (1024 dims).
-    layers={"avgpool": "adaptive_avg_pool2d", "relu": "relu"},
-    feature_map_node="relu",
-    imagenet=torchvision.models.DenseNet121_Weights,
-)
+@register_backbone("densenet121", imagenet=torchvision.models.DenseNet121_Weights)
 def densenet121(*, num_classes: int = 1000) -> nn.Module:
     """DenseNet-121, random weights."""
     return torchvision.models.densenet121(weights=None, num_classes=num_classes)
 
 
-@register_backbone(
-    "synthnet",
-    layers={"stage2": "stage2", "stage3": "stage3", "avgpool": "avgpool"},
-    feature_map_node="stage3",
-    fixture=True,
-    min_image_size=32,
-)
+@register_backbone("synthnet")
 def synthnet(*, num_classes: int = 24) -> nn.Module:
     """The fixture CNN of :mod:`retrieval.fixture_backbone`; ``avgpool`` has 256 dims."""
     return SynthNet(num_classes=num_classes)
-
-
-# ---------------------------------------------------------------------------
-# Config.
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BackboneConfig:
-    """What to build: architecture, layer, weights and input size.
-
-    Attributes
-    ----------
-    name : str, default "resnet50"
-        A registered backbone, see :func:`list_backbones`.
-    layer : str, default "avgpool"
-        Layer whose (flattened) output is the feature vector; the valid names depend on the
-        backbone (``"layer4"`` for ResNets, ``"features"``/``"classifier.4"`` for VGG19...).
-    weights : str, default "imagenet"
-        ``"imagenet"`` (torchvision's default weights, from the local torch hub cache),
-        ``"none"`` (random, fixed seed), ``"fixture"`` (the shipped
-        ``fixtures/backbones/<name>.pt``) or a path to a local ``.pth``/``.pt`` state dict.
-    image_size : int, default 224
-        Side in pixels of the square network input. The SynthNet fixture was trained at 128.
-
-    Raises
-    ------
-    ValueError
-        On an unknown backbone or layer (the message lists the valid names), weights the
-        backbone does not have, or an image size out of range.
-    """
-
-    name: str = "resnet50"
-    layer: str = "avgpool"
-    weights: str = "imagenet"
-    image_size: int = 224
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str):
-            raise ValueError(f"name must be a string, got {self.name!r}")
-        entry = _entry(self.name)
-        if self.layer not in entry.layers:
-            raise ValueError(
-                f"unknown layer {self.layer!r} for backbone {self.name!r}; "
-                f"valid layers: {sorted(entry.layers)}"
-            )
-        if not isinstance(self.weights, str) or not self.weights:
-            raise ValueError(f"weights must be a non-empty string, got {self.weights!r}")
-        if self.weights == "imagenet" and entry.imagenet is None:
-            raise ValueError(f"backbone {self.name!r} has no ImageNet weights")
-        if self.weights == "fixture" and not entry.fixture:
-            raise ValueError(f"backbone {self.name!r} has no fixture weights")
-        if self.weights not in _NAMED_WEIGHTS and not self.weights.endswith(_WEIGHT_SUFFIXES):
-            raise ValueError(
-                f"weights must be one of {list(_NAMED_WEIGHTS)} or a path to a "
-                f"{'/'.join(_WEIGHT_SUFFIXES)} file, got {self.weights!r}"
-            )
-        size = self.image_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < entry.min_image_size:
-            raise ValueError(
-                f"image_size must be an integer >= {entry.min_image_size} for {self.name!r}, "
-                f"got {size!r}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict; ``BackboneConfig.from_dict(c.to_dict()) == c``."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BackboneConfig:
-        """Inverse of :meth:`to_dict`; missing keys take the defaults, unknown keys are refused."""
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown BackboneConfig keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 # ---------------------------------------------------------------------------

@@ -31,6 +31,13 @@ import torch
 from PIL import Image
 
 from retrieval.backbones import Backbone, features_l1_normalise
+from retrieval.feature_files import (
+    SIDECAR_FORMAT,
+    extraction_state,
+    load_features,
+    sidecar_path,
+    write_state,
+)
 
 __all__ = [
     "PRECISIONS",
@@ -45,7 +52,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-_SIDECAR_FORMAT = "studyplatform-features-1"
 
 
 class FailedImage(NamedTuple):
@@ -93,41 +99,6 @@ class ExtractionResult:
     @property
     def complete(self) -> bool:
         return self.rows_done == self.n_rows
-
-
-def sidecar_path(out_path: str | os.PathLike[str]) -> Path:
-    """``<out_path>.progress.json``."""
-    return Path(os.fspath(out_path) + ".progress.json")
-
-
-def extraction_state(out_path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The sidecar of a feature file as a dict, or None if there is none.
-
-    Keys: ``format``, ``identity`` (``backbone``, ``weights_sha256``, ``n_rows``, ``dim``,
-    ``image_list_sha256``, ``precision``, ``dtype``), ``rows_done``, ``complete``, ``failed``
-    (list of ``[row, path, reason]``) and ``seconds`` (summed over all runs).
-    """
-    path = sidecar_path(out_path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    state = json.loads(text)
-    if state.get("format") != _SIDECAR_FORMAT:
-        raise ValueError(f"{path} is not a feature progress file ({_SIDECAR_FORMAT})")
-    return state
-
-
-def _write_state(out_path: Path, state: dict[str, Any]) -> None:
-    # Temp file + fsync + rename: a reader (or a resumed run) sees the old or the new
-    # sidecar, never half of one.
-    path = sidecar_path(out_path)
-    partial = path.with_name(path.name + ".tmp")
-    with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(state, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
 
 
 class _ImageRows(torch.utils.data.Dataset):
@@ -269,7 +240,7 @@ def extract_features(
                 f"overwrite a feature file of unknown origin"
             )
         state = {
-            "format": _SIDECAR_FORMAT,
+            "format": SIDECAR_FORMAT,
             "identity": identity,
             "rows_done": 0,
             "complete": False,
@@ -279,7 +250,7 @@ def extract_features(
         out_path.parent.mkdir(parents=True, exist_ok=True)
         # Sidecar first: a crash before the array exists leaves "0 rows done", which a
         # resumed run handles by creating the array.
-        _write_state(out_path, state)
+        write_state(out_path, state)
     else:
         _check_identity(out_path, state["identity"], identity)
         if state["complete"]:
@@ -340,7 +311,7 @@ def extract_features(
                 state["rows_done"] = rows[-1] + 1
                 state["complete"] = state["rows_done"] == n_rows
                 state["seconds"] = previous_seconds + time.perf_counter() - run_started
-                _write_state(out_path, state)
+                write_state(out_path, state)
                 if progress is not None:
                     progress(state["rows_done"], n_rows)
                 if should_stop is not None and not state["complete"] and should_stop():
@@ -367,33 +338,3 @@ def _check_identity(out_path: Path, stored: dict[str, Any], wanted: dict[str, An
             f"{out_path} was extracted with different settings ({details}); features of two "
             f"runs are never mixed: use another out_path or delete the file and its sidecar"
         )
-
-
-def load_features(path: str | os.PathLike[str], *, allow_incomplete: bool = False) -> np.memmap:
-    """Open a feature file read-only, without reading it into memory.
-
-    Parameters
-    ----------
-    path : path-like
-        An ``.npy`` written by :func:`extract_features`.
-    allow_incomplete : bool, default False
-        Open a file whose sidecar says the extraction has not finished (unfinished rows are
-        zero).
-
-    Returns
-    -------
-    numpy.memmap of shape (n_images, n_dims), float32, read-only
-        Row ``i`` is the L1-normalised feature of image ``i``; rows of failed images are zero.
-
-    Raises
-    ------
-    ValueError
-        If the sidecar exists and says the extraction is incomplete (unless allowed).
-    """
-    state = extraction_state(path)
-    if state is not None and not state["complete"] and not allow_incomplete:
-        raise ValueError(
-            f"{path} is incomplete ({state['rows_done']} of {state['identity']['n_rows']} rows); "
-            f"resume extract_features or pass allow_incomplete=True"
-        )
-    return np.load(path, mmap_mode="r")

@@ -23,19 +23,17 @@ def archive_statistics_refresh(archive_id: int) -> int:
     soft_time_limit=4 * 60 * 60,
     time_limit=4 * 60 * 60 + 300,
 )
-def features_extract(self, feature_set_id: int) -> dict:
+def feature_set_extract(self, feature_set_id: int) -> dict:
     """Extract (or resume) a feature set on the ``gpu`` queue; progress in the task state.
 
     Idempotent and resumable: a redelivered message continues at the first unfinished row.
     """
     from .models import FeatureSet
-    from .services.features import feature_set_extract
+    from .services.features import feature_set_extract as run
 
     def progress(done: int, total: int) -> None:
         if not self.request.is_eager:
             self.update_state(state="PROGRESS", meta={"done": done, "total": total})
 
-    feature_set = feature_set_extract(
-        feature_set=FeatureSet.objects.get(pk=feature_set_id), progress=progress
-    )
+    feature_set = run(feature_set=FeatureSet.objects.get(pk=feature_set_id), progress=progress)
     return {"rows": feature_set.n_rows, "failed": len(feature_set.failed_images)}

@@ -10,14 +10,19 @@ import sys
 # Test and tooling packages with the dependencies only they bring in.
 DEV_ONLY = {
     "greenlet",
+    "grimp",
     "hypothesis",
+    "import-linter",
     "iniconfig",
+    "markdown-it-py",
+    "mdurl",
     "playwright",
     "pluggy",
     "pygments",
     "pytest",
     "pytest-django",
     "pytest-timeout",
+    "rich",
     "ruff",
     "sortedcontainers",
 }

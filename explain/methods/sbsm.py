@@ -100,6 +100,8 @@ class Sbsm(SimilaritySaliency):
         config fails when it is loaded, not in the middle of a precompute run.
     """
 
+    reuses_masked_embeddings = True  # masked_embeddings + maps_from_embeddings (Eq. 2-4)
+
     def __init__(
         self,
         block: int = 20,

@@ -4,10 +4,10 @@ The numeric work is in ``explain.methods`` (no Django); this module resolves the
 backbone, reuses masked embeddings through the on-disk cache, stores the raw map and the overlay
 through Django's storage (local folder or S3) and keeps ``SaliencyMap`` rows idempotent.
 
-Two ways in: :func:`saliency_maps_compute` (one query, several results) and
-:func:`saliency_precompute_chunk` (one result, several queries: the unit of a study's
-precompute, so that SBSM's masked embeddings of the result are computed once and serve every
-query that needs the result).
+One compute-and-save loop, :func:`saliency_precompute_chunk` (one result, several queries: the
+unit of a study's precompute, so that a method that ``reuses_masked_embeddings``, SBSM, computes
+the result's masked embeddings once and serves every query that needs the result);
+:func:`saliency_maps_compute` (one query, several results) runs it once per result.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import hashlib
 import inspect
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +29,8 @@ from PIL import Image as PILImage
 from retrieval.backbones import Backbone, BackboneConfig, build_backbone
 from retrieval.models import FeatureSet, Image
 
-from ..base import embed_in_batches
+from ..base import SimilaritySaliency, embed_in_batches
 from ..cache import MaskedEmbeddingCache, cache_key
-from ..methods.sbsm import Sbsm
 from ..models import SaliencyMap
 from ..registry import get_method, method_from_config
 from ..registry import method_config as config_of
@@ -126,7 +125,7 @@ def _masked_stack(
     cache: MaskedEmbeddingCache,
     feature_set: FeatureSet,
     backbone: Backbone,
-    method: Sbsm,
+    method: SimilaritySaliency,
     full_config: dict,
     result: Image,
     result_tensor: torch.Tensor,
@@ -185,6 +184,52 @@ def _save_map(
     return row
 
 
+def _chunk_maps(
+    *,
+    feature_set: FeatureSet,
+    backbone: Backbone,
+    method: SimilaritySaliency,
+    full_config: dict,
+    result: Image,
+    result_tensor: torch.Tensor,
+    query_tensors: torch.Tensor,
+    started: float,
+) -> Iterator[tuple[np.ndarray, float, bool]]:
+    """(map (H, W) float32, seconds charged to it, whether its masked embeddings were reused)
+    for each query of a chunk, in order; a method without masked-embedding reuse computes each
+    map only when asked for the next, so the caller commits every map as soon as it exists."""
+    n = len(query_tensors)
+    if method.reuses_masked_embeddings:
+        masked, from_cache = _masked_stack(
+            cache=_masked_cache(),
+            feature_set=feature_set,
+            backbone=backbone,
+            method=method,
+            full_config=full_config,
+            result=result,
+            result_tensor=result_tensor,
+        )
+        masked_seconds = time.perf_counter() - started
+        derive_started = time.perf_counter()
+        embeddings = embed_in_batches(
+            backbone.model, torch.cat([result_tensor[None], query_tensors]), method.batch_size
+        )
+        maps = method.maps_from_embeddings(
+            embeddings[1:], embeddings[0], masked, image_shape=tuple(result_tensor.shape[1:])
+        )
+        # The masked pass is charged to the first map; every map pays its share of the rest.
+        share = (time.perf_counter() - derive_started) / n
+        for i in range(n):
+            yield maps[i], share + (masked_seconds if i == 0 else 0.0), from_cache or i > 0
+        return
+    setup_seconds = time.perf_counter() - started
+    for i in range(n):
+        map_started = time.perf_counter()
+        # The backbone itself: some methods (SAM) need its feature_map as well.
+        saliency = method.explain(backbone, query_tensors[i], result_tensor[None])[0]
+        yield saliency, time.perf_counter() - map_started + setup_seconds / n, False
+
+
 def method_config_full(*, feature_set: FeatureSet, method_config: dict) -> tuple[dict, str]:
     """The full method config under ``feature_set``'s backbone and its ``config_key``.
 
@@ -202,58 +247,21 @@ def saliency_maps_compute(
 ) -> list[SaliencyMap]:
     """Compute (or find) the map of each result for ``query``; returns the rows, in order.
 
-    Idempotent: a map that exists for (feature set, query, result, full method config) is not
-    computed again. For SBSM the query-independent masked embeddings of each result come from
-    the on-disk cache (``SALIENCY_CACHE_DIR``) when another query computed them before.
-    ``ValueError`` for an unknown method or parameter, or weights changed since extraction.
+    One :func:`saliency_precompute_chunk` per result, so both ways in share one compute-and-save
+    loop: idempotent, masked embeddings reused through the on-disk cache
+    (``SALIENCY_CACHE_DIR``) by methods that can. ``ValueError`` for an unknown method or
+    parameter, or weights changed since extraction.
     """
-    backbone = _backbone_of(feature_set)
-    method, full_config = _method_for(backbone, method_config)
-    key = _canonical_key(full_config)
-    cache = _masked_cache()
-    query_tensor = backbone.preprocess(_open_rgb(query))
-    rows = []
+    results = list(results)
     for result in results:
-        existing = SaliencyMap.objects.filter(
-            feature_set=feature_set, query=query, result=result, config_key=key
-        ).first()
-        if existing is not None:
-            rows.append(existing)
-            continue
-        started = time.perf_counter()
-        result_tensor = backbone.preprocess(_open_rgb(result))
-        from_cache = False
-        if type(method) is Sbsm:
-            masked, from_cache = _masked_stack(
-                cache=cache,
-                feature_set=feature_set,
-                backbone=backbone,
-                method=method,
-                full_config=full_config,
-                result=result,
-                result_tensor=result_tensor,
-            )
-            with torch.inference_mode():
-                pair = backbone.model(torch.stack([query_tensor, result_tensor])).float().numpy()
-            saliency = method.maps_from_embeddings(
-                pair[0], pair[1], masked, image_shape=tuple(result_tensor.shape[1:])
-            )
-        else:
-            # The backbone itself: some methods (SAM) need its feature_map as well.
-            saliency = method.explain(backbone, query_tensor, result_tensor[None])[0]
-        rows.append(
-            _save_map(
-                feature_set=feature_set,
-                query_id=query.pk,
-                result_id=result.pk,
-                key=key,
-                full_config=full_config,
-                saliency=saliency,
-                seconds=time.perf_counter() - started,
-                from_cache=from_cache,
-            )
+        saliency_precompute_chunk(
+            feature_set=feature_set, result=result, queries=[query], method_config=method_config
         )
-    return rows
+    _, key = method_config_full(feature_set=feature_set, method_config=method_config)
+    rows = SaliencyMap.objects.filter(
+        feature_set=feature_set, query=query, result__in=results, config_key=key
+    ).in_bulk(field_name="result_id")
+    return [rows[result.pk] for result in results]
 
 
 def saliency_precompute_chunk(
@@ -266,8 +274,8 @@ def saliency_precompute_chunk(
 ) -> int:
     """The maps of one result image for each of ``queries``: a study precompute's chunk.
 
-    For exact SBSM the result's masked embeddings ``f(A (.) m_i)`` (query-independent, seed
-    000 Eq. 2) are computed at most once here, or taken from the on-disk cache, and every
+    For a method that ``reuses_masked_embeddings`` (exact SBSM) the result's masked embeddings
+    ``f(A (.) m_i)`` (query-independent, seed 000 Eq. 2) are computed at most once here, or taken from the on-disk cache, and every
     query's map is derived from them (:meth:`Sbsm.maps_from_embeddings`, all queries in one
     call). Other methods run once per query.
 
@@ -306,44 +314,17 @@ def saliency_precompute_chunk(
     started = time.perf_counter()
     result_tensor = backbone.preprocess(_open_rgb(result))
     query_tensors = torch.stack([backbone.preprocess(_open_rgb(query)) for query in todo])
-    setup_seconds = time.perf_counter() - started
-    if type(method) is Sbsm:
-        masked, from_cache = _masked_stack(
-            cache=_masked_cache(),
-            feature_set=feature_set,
-            backbone=backbone,
-            method=method,
-            full_config=full_config,
-            result=result,
-            result_tensor=result_tensor,
-        )
-        masked_seconds = time.perf_counter() - started
-        derive_started = time.perf_counter()
-        embeddings = embed_in_batches(
-            backbone.model, torch.cat([result_tensor[None], query_tensors]), method.batch_size
-        )
-        maps = method.maps_from_embeddings(
-            embeddings[1:], embeddings[0], masked, image_shape=tuple(result_tensor.shape[1:])
-        )
-        # The masked pass is charged to the first map; every map pays its share of the rest.
-        share = (time.perf_counter() - derive_started) / len(todo)
-        for i, query in enumerate(todo):
-            row = _save_map(
-                feature_set=feature_set,
-                query_id=query.pk,
-                result_id=result.pk,
-                key=key,
-                full_config=full_config,
-                saliency=maps[i],
-                seconds=share + (masked_seconds if i == 0 else 0.0),
-                from_cache=from_cache or i > 0,
-            )
-            if on_map is not None:
-                on_map(row)
-        return len(todo)
-    for i, query in enumerate(todo):
-        map_started = time.perf_counter()
-        saliency = method.explain(backbone, query_tensors[i], result_tensor[None])[0]
+    maps = _chunk_maps(
+        feature_set=feature_set,
+        backbone=backbone,
+        method=method,
+        full_config=full_config,
+        result=result,
+        result_tensor=result_tensor,
+        query_tensors=query_tensors,
+        started=started,
+    )
+    for query, (saliency, seconds, reused) in zip(todo, maps, strict=True):
         row = _save_map(
             feature_set=feature_set,
             query_id=query.pk,
@@ -351,8 +332,8 @@ def saliency_precompute_chunk(
             key=key,
             full_config=full_config,
             saliency=saliency,
-            seconds=time.perf_counter() - map_started + setup_seconds / len(todo),
-            from_cache=False,
+            seconds=seconds,
+            from_cache=reused,
         )
         if on_map is not None:
             on_map(row)

@@ -179,7 +179,7 @@ def _enqueue(feature_set_id: int, jobs: list[tuple[dict, str, dict[int, list[int
     from celery import chord
 
     from ..tasks import saliency_overlays_render as render_task
-    from ..tasks import saliency_precompute_result
+    from ..tasks import saliency_precompute_chunk as chunk_task
 
     for method_config, config_key, chunks in jobs:
         render = render_task.si(feature_set_id, config_key)
@@ -187,7 +187,7 @@ def _enqueue(feature_set_id: int, jobs: list[tuple[dict, str, dict[int, list[int
             render.apply_async()
             continue
         header = [
-            saliency_precompute_result.si(feature_set_id, result_id, query_ids, method_config)
+            chunk_task.si(feature_set_id, result_id, query_ids, method_config)
             for result_id, query_ids in chunks.items()
         ]
         chord(header)(render)

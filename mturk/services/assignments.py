@@ -25,6 +25,7 @@ from mturk.models import AssignmentRecord, Hit
 from mturk.services.calls import request_once
 from mturk.services.hit_settings import hit_settings_from_study
 from studyplatform.studies.models import Assignment
+from studyplatform.studies.services.assignments import assignment_return
 
 MAX_RESULTS = 100
 
@@ -65,17 +66,6 @@ def assignments_list(*, client: Any, hit_id: str) -> list[dict]:
             return out
 
 
-def _mark_returned(assignment: Assignment) -> None:
-    try:
-        from studyplatform.studies.services.assignments import assignment_return
-    except ImportError:  # the study services are not there: mirror the status directly
-        assignment.status = Assignment.Status.RETURNED
-        assignment.finished_at = timezone.now()
-        assignment.save(update_fields=["status", "finished_at"])
-        return
-    assignment_return(mturk_assignment_id=assignment.mturk_assignment_id)
-
-
 def assignments_sync(*, study: Any, client: Any, now: dt.datetime | None = None) -> SyncReport:
     """List the assignments of every published HIT of the study and reconcile (see module)."""
     environment = client_environment(client)
@@ -107,7 +97,7 @@ def assignments_sync(*, study: Any, client: Any, now: dt.datetime | None = None)
         elif (
             assignment.status == Assignment.Status.ACTIVE and assignment.started_at + deadline < now
         ):
-            _mark_returned(assignment)
+            assignment_return(mturk_assignment_id=assignment.mturk_assignment_id)
             report.returned.append(assignment.mturk_assignment_id)
     return report
 

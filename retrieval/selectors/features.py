@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..accuracy import retrieval_accuracy
-from ..extraction import load_features
+from ..feature_files import load_features
 from ..hik_codes import HikCodes
 from ..models import Annotation, Category, FeatureSet, Image
 from ..search import top_k

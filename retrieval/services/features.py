@@ -7,8 +7,6 @@ enqueues the Celery task after the creating transaction commits.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from django.db import transaction
 
-from ..backbones import BackboneConfig, build_backbone
+from ..backbone_config import BackboneConfig, backbone_config_key
+from ..backbones import build_backbone
 from ..extraction import extract_features, load_features
 from ..hik_codes import HikCodes
 from ..models import Archive, FeatureSet, Image
@@ -24,12 +23,7 @@ from ..models import Archive, FeatureSet, Image
 logger = logging.getLogger(__name__)
 
 
-def backbone_config_key(config: BackboneConfig) -> str:
-    canonical = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def features_extract(
+def feature_set_create(
     *, archive: Archive, backbone_config: dict, enqueue: bool = True
 ) -> tuple[FeatureSet, bool]:
     """The feature set of ``archive`` under ``backbone_config``, created (and queued) if new.
@@ -51,7 +45,7 @@ def features_extract(
             },
         )
         if enqueue and feature_set.status != FeatureSet.Status.DONE:
-            from ..tasks import features_extract as task
+            from ..tasks import feature_set_extract as task
 
             task.delay_on_commit(feature_set.pk)
     return feature_set, created

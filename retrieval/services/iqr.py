@@ -2,7 +2,9 @@
 
 The session itself (``retrieval.iqr.IqrSession``, no Django) works on rows; this service maps
 archive image ids to rows and back, and keeps the state JSON so that a worker's IQR survives a
-server restart (the study app stores it with the search task).
+server restart (the study app stores it with the search task). The session's SVM (scikit-learn,
+numba) is imported on the first round, not with this module, so that the web process loads it
+only once a worker refines.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..iqr import IqrSession
 from ..models import FeatureSet, Image
 from ..selectors.features import feature_set_arrays, feature_set_codes, feature_set_rows
 
@@ -27,6 +28,8 @@ def iqr_start(*, feature_set: FeatureSet, query_image: Image, **session_options)
     """A new session's state for ``query_image`` (which counts as a positive)."""
     features, _ = feature_set_arrays(feature_set=feature_set)
     query_row = int(feature_set_rows(feature_set=feature_set, image_ids=[query_image.pk])[0])
+    from ..iqr import IqrSession  # heavy: see the module docstring
+
     session = IqrSession(features, query_row, **session_options)
     return {"feature_set": feature_set.pk, "session": session.to_state()}
 
@@ -59,6 +62,8 @@ def iqr_refine(
         for name, values in (("positives", positives), ("negatives", negatives), ("unmark", unmark))
     }
     codes = feature_set_codes(feature_set=feature_set)
+    from ..iqr import IqrSession  # heavy: see the module docstring
+
     session = IqrSession.from_state(state["session"], features, codes=codes)
     session.adjudicate(**rows)
     ranking = session.refine(limit=limit)

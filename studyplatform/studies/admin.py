@@ -2,20 +2,14 @@
 
 Writes go through the services: status changes use ``study_status_set`` (admin actions), and
 studies are created from specs (``manage.py create_study`` or the API), so the admin shows the
-design read-only once a study exists.
+design read-only once a study exists. The columns and actions of the apps above the core
+(saliency maps, publishing, results) are added by ``studyplatform.admin``.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import Count, Q
-from django.urls import reverse
-from django.utils.html import format_html
-
-from analysis.admin import results_link
-from explain.selectors import saliency_progress_detail
-from explain.services import saliency_precompute_study
-from mturk.admin import publish_to_mturk
 
 from .models import (
     Assignment,
@@ -77,7 +71,6 @@ class StudyAdmin(admin.ModelAdmin):
         "n_task_pairs",
         "progress",
         "n_assignments",
-        "results",
         "created_at",
     ]
     list_filter = ["status", "archive"]
@@ -95,7 +88,6 @@ class StudyAdmin(admin.ModelAdmin):
         "seed",
         "status",
         "spec",
-        "saliency_maps",
         "created_at",
         "updated_at",
     ]
@@ -104,39 +96,10 @@ class StudyAdmin(admin.ModelAdmin):
         "make_ready",
         "make_live",
         "make_closed",
-        "precompute_saliency",
-        publish_to_mturk,
     ]
 
     def get_queryset(self, request):
         return study_list().annotate(_holding=Count("assignments", filter=_HOLDING, distinct=True))
-
-    @admin.display(description="saliency maps")
-    def saliency_maps(self, study: Study) -> str:
-        # Change page only: the plan runs one search per query, too slow for the list.
-        progress = saliency_progress_detail(study=study)
-        url = reverse("admin:explain_saliencymap_changelist") + f"?study={study.pk}"
-        return format_html(
-            '<a href="{}">{} of {} computed, {} rendered</a>',
-            url,
-            progress.done,
-            progress.total,
-            progress.rendered,
-        )
-
-    @admin.action(description="Precompute saliency maps (queued on the gpu workers)")
-    def precompute_saliency(self, request, queryset):
-        for study in queryset:
-            report = saliency_precompute_study(study=study)
-            self.message_user(
-                request,
-                f"{study.slug}: {report.existing} of {report.total} maps exist, "
-                f"{report.chunks} result images queued",
-            )
-
-    @admin.display(description="analysis")
-    def results(self, study: Study) -> str:
-        return results_link(study)
 
     def has_add_permission(self, request):
         return False  # studies come from specs: manage.py create_study or POST /api/studies/

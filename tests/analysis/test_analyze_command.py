@@ -7,13 +7,13 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from analysis.exports import write_analysis
-from analysis.pipeline import run_analysis
+from analysis.pipeline import analysis_from_tasks
 from analysis.synthetic import synthetic_likert, synthetic_tasks
 
 
 def test_an_export_analysed_again_gives_the_same_tables(tmp_path, capsys):
     tasks = synthetic_tasks(150, random_state=4)
-    result = run_analysis(tasks, n_permutations=300, random_state=1)
+    result = analysis_from_tasks(tasks, n_permutations=300, random_state=1)
     write_analysis(result, tmp_path / "first", salt="s", figures=False)
 
     call_command("analyze", from_csv=str(tmp_path / "first" / "tasks.csv"),

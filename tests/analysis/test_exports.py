@@ -9,7 +9,7 @@ import pytest
 
 from analysis.exports import pseudonymise, write_analysis
 from analysis.frame import read_tasks_csv
-from analysis.pipeline import run_analysis
+from analysis.pipeline import analysis_from_tasks
 from analysis.synthetic import synthetic_likert, synthetic_tasks
 
 SHEETS = {"tasks", "table1", "table2", "tests", "class_ratios", "likert", "notes"}
@@ -18,7 +18,7 @@ SHEETS = {"tasks", "table1", "table2", "tests", "class_ratios", "likert", "notes
 @pytest.fixture(scope="module")
 def result():
     tasks = synthetic_tasks(120, random_state=2)
-    return run_analysis(tasks, responses=synthetic_likert(tasks), n_permutations=200)
+    return analysis_from_tasks(tasks, responses=synthetic_likert(tasks), n_permutations=200)
 
 
 def test_the_workbook_opens_with_pandas_and_holds_every_sheet(result, tmp_path):

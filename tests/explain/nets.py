@@ -1,7 +1,12 @@
-"""Tiny seeded networks shared by the explain tests (no download, no GPU)."""
+"""Tiny embeddings and seeded networks shared by the explain tests (no download, no GPU)."""
 
 import torch
 from torch import nn
+
+
+def mean_colour(batch: torch.Tensor) -> torch.Tensor:
+    """A linear "embedding": the mean of each channel, (B, 3, H, W) to (B, 3)."""
+    return batch.mean(dim=(2, 3))
 
 
 def tiny_cnn(seed: int = 0) -> nn.Module:

@@ -5,12 +5,7 @@ import pytest
 import torch
 
 from explain.faithfulness import censor_scores, random_censor_baseline
-from tests.explain.nets import tiny_cnn
-
-
-def mean_colour(batch: torch.Tensor) -> torch.Tensor:
-    """A linear embedding: the mean colour of each image, shape (B, 3)."""
-    return batch.mean(dim=(2, 3))
+from tests.explain.nets import mean_colour, tiny_cnn
 
 
 def patch_pair() -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:

@@ -8,12 +8,7 @@ import torch
 
 from explain.methods.occlusion import Occlusion
 from explain.methods.sbsm import Sbsm
-from tests.explain.nets import tiny_cnn
-
-
-def mean_colour(batch: torch.Tensor) -> torch.Tensor:
-    """A linear "embedding": the mean of each channel, shape (B, 3)."""
-    return batch.mean(dim=(2, 3))
+from tests.explain.nets import mean_colour, tiny_cnn
 
 
 def red_patch_result() -> torch.Tensor:

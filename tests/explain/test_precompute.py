@@ -19,7 +19,7 @@ from explain.selectors import (
 )
 from explain.services import saliency_precompute_study
 from retrieval.models import Annotation, Image
-from retrieval.services.features import feature_set_extract, features_extract
+from retrieval.services.features import feature_set_create, feature_set_extract
 from studyplatform.studies.models import Condition, QueryImage, Study, TaskPair
 from studyplatform.studies.services.pools import candidate_pool
 
@@ -35,7 +35,9 @@ POOL = 5
 def feature_set(small_archive, settings, tmp_path):
     settings.DATA_DIR = tmp_path / "data"
     settings.SALIENCY_CACHE_DIR = tmp_path / "cache"
-    feature_set, _ = features_extract(archive=small_archive, backbone_config=FIXTURE, enqueue=False)
+    feature_set, _ = feature_set_create(
+        archive=small_archive, backbone_config=FIXTURE, enqueue=False
+    )
     return feature_set_extract(feature_set=feature_set)
 
 
@@ -246,7 +248,7 @@ def test_queued_precompute_runs_after_commit_as_a_chord_of_gpu_chunks_then_overl
     study, django_capture_on_commit_callbacks
 ):
     # Eager Celery (no broker in tests): the smoke test of the task graph.
-    from explain.tasks import saliency_overlays_render, saliency_precompute_result
+    from explain.tasks import saliency_overlays_render, saliency_precompute_chunk
     from studyplatform.celery import app
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -261,10 +263,10 @@ def test_queued_precompute_runs_after_commit_as_a_chord_of_gpu_chunks_then_overl
     assert sorted(stored_pairs()) == sorted(expected_pairs(study, [1, 2]))
     assert not SaliencyMap.objects.filter(overlay_key="").exists()
     route = app.amqp.router.route
-    assert route({}, saliency_precompute_result.name)["queue"].name == "gpu"
+    assert route({}, saliency_precompute_chunk.name)["queue"].name == "gpu"
     assert route({}, saliency_overlays_render.name)["queue"].name == "default"
-    assert saliency_precompute_result.acks_late
-    assert saliency_precompute_result.reject_on_worker_lost
+    assert saliency_precompute_chunk.acks_late
+    assert saliency_precompute_chunk.reject_on_worker_lost
 
 
 def test_the_command_computes_in_process_and_a_rerun_computes_nothing(study):

@@ -114,7 +114,7 @@ def _active_request(inspector, *, hostname: str, result_id: int) -> dict | None:
     active = (inspector.active() or {}).get(hostname, [])
     for request in active:
         if (
-            request["name"] == "explain.tasks.saliency_precompute_result"
+            request["name"] == "explain.tasks.saliency_precompute_chunk"
             and request["args"][1] == result_id
         ):
             return request
@@ -222,7 +222,7 @@ def test_a_worker_killed_mid_chunk_leaves_every_map_exactly_once_and_rendered(
     output = log.read_text()
 
     # The kill happened, and the same message ran again to success in a new process.
-    task = f"explain.tasks.saliency_precompute_result[{request['id']}]"
+    task = f"explain.tasks.saliency_precompute_chunk[{request['id']}]"
     if victim == "pool process":
         assert "WorkerLostError" in output
         assert output.count(f"{task} received") == 2

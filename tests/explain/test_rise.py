@@ -7,12 +7,7 @@ import pytest
 import torch
 
 from explain.methods.rise import Rise, rise_masks
-from tests.explain.nets import tiny_cnn
-
-
-def mean_colour(batch: torch.Tensor) -> torch.Tensor:
-    """A linear "embedding": the mean of each channel, shape (B, 3)."""
-    return batch.mean(dim=(2, 3))
+from tests.explain.nets import mean_colour, tiny_cnn
 
 
 def random_images(n: int, size: int = 16, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

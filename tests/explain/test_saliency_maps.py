@@ -18,7 +18,7 @@ from explain.tasks import saliency_overlays_render as render_task
 from explain.tasks import saliency_precompute_chunk
 from retrieval.backbones import BackboneConfig, build_backbone
 from retrieval.models import Image
-from retrieval.services.features import feature_set_extract, features_extract
+from retrieval.services.features import feature_set_create, feature_set_extract
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +31,9 @@ SBSM = {"method": "sbsm", "block": 32, "stride": 16, "distance": "hik", "fill": 
 def feature_set(small_archive, settings, tmp_path):
     settings.DATA_DIR = tmp_path / "data"
     settings.SALIENCY_CACHE_DIR = tmp_path / "cache"
-    feature_set, _ = features_extract(archive=small_archive, backbone_config=FIXTURE, enqueue=False)
+    feature_set, _ = feature_set_create(
+        archive=small_archive, backbone_config=FIXTURE, enqueue=False
+    )
     return feature_set_extract(feature_set=feature_set)
 
 
@@ -139,19 +141,17 @@ def test_an_unknown_method_or_parameter_is_refused_and_nothing_is_written(featur
     assert not SaliencyMap.objects.exists()
 
 
-def test_tasks_compute_on_the_gpu_queue_and_render_on_default(feature_set, images):
-    from studyplatform.celery import app
-
-    count = saliency_precompute_chunk.delay(
+def test_the_tasks_call_their_services_by_ids(feature_set, images):
+    count = saliency_precompute_chunk(
         feature_set.pk, images[0].pk, [images[1].pk, images[2].pk], SBSM
-    ).get()
-    rendered = render_task.delay(feature_set.pk, SaliencyMap.objects.first().config_key).get()
+    )
+    rendered = render_task(feature_set.pk, SaliencyMap.objects.first().config_key)
 
     assert (count, rendered) == (2, 2)
-    assert app.amqp.router.route({}, saliency_precompute_chunk.name)["queue"].name == "gpu"
-    assert app.amqp.router.route({}, render_task.name)["queue"].name == "default"
-    assert saliency_precompute_chunk.acks_late
-    assert saliency_precompute_chunk.reject_on_worker_lost
+    assert set(SaliencyMap.objects.values_list("result_id", "query_id")) == {
+        (images[0].pk, images[1].pk),
+        (images[0].pk, images[2].pk),
+    }
 
 
 def test_admin_lists_maps_with_their_overlays(admin_client, feature_set, images):

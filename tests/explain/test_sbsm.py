@@ -14,15 +14,10 @@ from scipy.ndimage import gaussian_filter1d
 
 from explain.masks import block_positions, sliding_block_masks
 from explain.methods.sbsm import Sbsm
-from tests.explain.nets import tiny_cnn
+from tests.explain.nets import mean_colour, tiny_cnn
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-
-
-def mean_colour(batch: torch.Tensor) -> torch.Tensor:
-    """A linear "embedding": the mean of each channel, shape (B, 3)."""
-    return batch.mean(dim=(2, 3))
 
 
 def images(n: int, size: tuple[int, int] = (32, 32), seed: int = 1) -> torch.Tensor:

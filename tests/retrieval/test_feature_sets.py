@@ -21,11 +21,11 @@ from retrieval.selectors.features import (
 from retrieval.services import archive_import_coco
 from retrieval.services.features import (
     feature_set_codes_build,
+    feature_set_create,
     feature_set_extract,
-    features_extract,
 )
 from retrieval.services.iqr import iqr_refine, iqr_start
-from retrieval.tasks import features_extract as features_extract_task
+from retrieval.tasks import feature_set_extract as feature_set_extract_task
 
 pytestmark = pytest.mark.django_db
 
@@ -40,14 +40,14 @@ def archive(small_archive):
 @pytest.fixture
 def feature_set(archive, settings, tmp_path):
     settings.DATA_DIR = tmp_path / "data"
-    feature_set, _ = features_extract(archive=archive, backbone_config=FIXTURE, enqueue=False)
+    feature_set, _ = feature_set_create(archive=archive, backbone_config=FIXTURE, enqueue=False)
     return feature_set_extract(feature_set=feature_set)
 
 
 def test_a_feature_set_is_created_once_per_archive_and_config(archive, settings, tmp_path):
     settings.DATA_DIR = tmp_path / "data"
-    first, created = features_extract(archive=archive, backbone_config=FIXTURE, enqueue=False)
-    again, created_again = features_extract(
+    first, created = feature_set_create(archive=archive, backbone_config=FIXTURE, enqueue=False)
+    again, created_again = feature_set_create(
         archive=archive, backbone_config=dict(FIXTURE), enqueue=False
     )
 
@@ -59,7 +59,7 @@ def test_a_feature_set_is_created_once_per_archive_and_config(archive, settings,
 
 def test_an_unknown_backbone_is_refused_and_nothing_is_written(archive):
     with pytest.raises(ValueError, match="nosuchnet"):
-        features_extract(archive=archive, backbone_config={"name": "nosuchnet"}, enqueue=False)
+        feature_set_create(archive=archive, backbone_config={"name": "nosuchnet"}, enqueue=False)
     assert not FeatureSet.objects.exists()
 
 
@@ -121,14 +121,14 @@ def test_the_task_runs_the_extraction_and_is_routed_to_the_gpu_queue(archive, se
     from studyplatform.celery import app
 
     settings.DATA_DIR = tmp_path / "data"
-    feature_set, _ = features_extract(archive=archive, backbone_config=FIXTURE, enqueue=False)
+    feature_set, _ = feature_set_create(archive=archive, backbone_config=FIXTURE, enqueue=False)
 
-    result = features_extract_task.delay(feature_set.pk).get()
+    result = feature_set_extract_task.delay(feature_set.pk).get()
 
     assert result == {"rows": 120, "failed": 0}
-    assert app.amqp.router.route({}, features_extract_task.name)["queue"].name == "gpu"
-    assert features_extract_task.acks_late
-    assert features_extract_task.reject_on_worker_lost
+    assert app.amqp.router.route({}, feature_set_extract_task.name)["queue"].name == "gpu"
+    assert feature_set_extract_task.acks_late
+    assert feature_set_extract_task.reject_on_worker_lost
 
 
 def test_an_undecodable_image_is_skipped_listed_and_left_zero(archive, settings, tmp_path):
@@ -284,7 +284,7 @@ def test_two_rounds_of_oracle_feedback_raise_top_50_accuracy_for_most_queries(
         instances_path=synthetic_archive_2000 / "instances.json",
         image_dir=synthetic_archive_2000 / "images",
     ).archive
-    feature_set, _ = features_extract(archive=archive, backbone_config=FIXTURE, enqueue=False)
+    feature_set, _ = feature_set_create(archive=archive, backbone_config=FIXTURE, enqueue=False)
     feature_set = feature_set_extract(feature_set=feature_set)
     before, after = [], []
     for category in Category.objects.filter(archive=archive).order_by("coco_id"):

@@ -56,12 +56,12 @@ def demo_feature_set(small_archive, settings, tmp_path, _demo_features):
     """The fixture backbone's feature set of ``small_archive``, status done, in this test's
     ``DATA_DIR`` (``settings.DATA_DIR`` and ``SALIENCY_CACHE_DIR`` point into ``tmp_path``)."""
     from retrieval.models import FeatureSet, Image
-    from retrieval.services.features import features_extract
+    from retrieval.services.features import feature_set_create
 
     settings.DATA_DIR = tmp_path / "data"
     settings.SALIENCY_CACHE_DIR = tmp_path / "cache"
     features, coco_ids, sha256 = _demo_features
-    feature_set, _ = features_extract(
+    feature_set, _ = feature_set_create(
         archive=small_archive, backbone_config=FIXTURE_BACKBONE, enqueue=False
     )
     rows = list(

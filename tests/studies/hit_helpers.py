@@ -21,7 +21,7 @@ from PIL import Image as PILImage
 from explain.models import SaliencyMap
 from explain.selectors import condition_method_config
 from retrieval.models import Annotation, FeatureSet, Image
-from retrieval.services.features import feature_set_extract, features_extract
+from retrieval.services.features import feature_set_create, feature_set_extract
 from studyplatform.studies.models import (
     Assignment,
     Condition,
@@ -50,7 +50,9 @@ def hit_feature_set(small_archive, settings, tmp_path):
     """The fixture backbone's feature set of the 120-image archive, status done."""
     settings.DATA_DIR = tmp_path / "data"
     settings.SALIENCY_CACHE_DIR = tmp_path / "cache"
-    feature_set, _ = features_extract(archive=small_archive, backbone_config=FIXTURE, enqueue=False)
+    feature_set, _ = feature_set_create(
+        archive=small_archive, backbone_config=FIXTURE, enqueue=False
+    )
     _extracted = _EXTRACTED
     if "folder" not in _extracted:
         _extracted["folder"] = Path(tempfile.mkdtemp(prefix="hit-features-"))

@@ -11,8 +11,7 @@ from django.db import connection, connections
 
 from studyplatform.studies.models import Assignment
 from studyplatform.studies.services.assignments import AssignmentRefused, assignment_start
-
-from .study_rows import plain_study
+from tests.factories import plain_study
 
 
 def run_at_once(study, workers: list[str]) -> tuple[list[Assignment], list[str]]:

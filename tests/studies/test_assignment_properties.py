@@ -26,8 +26,7 @@ from studyplatform.studies.services.assignments import (
     assignment_return,
     assignment_start,
 )
-
-from .study_rows import plain_study
+from tests.factories import plain_study
 
 pytestmark = pytest.mark.django_db
 

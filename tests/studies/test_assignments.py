@@ -19,8 +19,7 @@ from studyplatform.studies.services.assignments import (
     assignment_touch,
 )
 from studyplatform.studies.services.studies import study_status_set
-
-from .study_rows import plain_study
+from tests.factories import plain_study
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from retrieval.models import Annotation
-from retrieval.services.features import feature_set_extract, features_extract
+from retrieval.services.features import feature_set_create, feature_set_extract
 from studyplatform.studies.models import (
     Condition,
     QueryImage,
@@ -90,7 +90,7 @@ def test_the_fixture_features_equal_a_real_extraction(demo_feature_set, small_ar
     copied, copied_ids = feature_set_arrays(feature_set=demo_feature_set)
     copied, copied_ids = np.array(copied), np.array(copied_ids)
     demo_feature_set.delete()
-    real, _ = features_extract(
+    real, _ = feature_set_create(
         archive=small_archive, backbone_config=FIXTURE_BACKBONE, enqueue=False
     )
     settings.DATA_DIR = settings.DATA_DIR.parent / "real"
@@ -232,7 +232,7 @@ def test_the_seed_001_spec_builds_its_protocol_on_a_2000_image_archive(synthetic
         image_dir=synthetic_archive_2000 / "images",
     ).archive
     # Only the row is needed to build a draft: the features are extracted before "ready".
-    features_extract(
+    feature_set_create(
         archive=archive,
         backbone_config={"name": "resnet50", "layer": "avgpool", "weights": "imagenet"},
         enqueue=False,

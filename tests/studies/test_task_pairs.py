@@ -15,8 +15,7 @@ from studyplatform.studies.services.task_pairs import (
     task_pair_generate,
     task_pair_plan,
 )
-
-from .study_rows import plain_study
+from tests.factories import plain_study
 
 
 def pairs_of(study):

@@ -19,7 +19,7 @@ from tests.conftest import ROOT, celery_worker_argv, worker_env
     ("task_name", "queue"),
     [
         ("retrieval.tasks.archive_statistics_refresh", "default"),
-        ("retrieval.tasks.features_extract", "gpu"),
+        ("retrieval.tasks.feature_set_extract", "gpu"),
         ("retrieval.tasks.iqr_rerank", "gpu"),
         ("explain.tasks.saliency_precompute_chunk", "gpu"),
         ("mturk.tasks.assignments_sync", "default"),

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from analysis.exports import write_analysis
 from analysis.frame import AnalysisError, read_tasks_csv
 from analysis.likert import read_likert_csv
-from analysis.pipeline import run_analysis
+from analysis.pipeline import analysis_from_tasks
 from analysis.superclasses import PAPER_SUPERCLASSES
 
 
@@ -71,7 +71,7 @@ class Command(BaseCommand):
         try:
             tasks = read_tasks_csv(options["from_csv"])
             responses = read_likert_csv(options["likert"]) if options["likert"] else None
-            result = run_analysis(
+            result = analysis_from_tasks(
                 tasks,
                 responses=responses,
                 superclasses=_superclasses(options["superclasses"]),

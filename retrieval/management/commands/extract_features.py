@@ -3,7 +3,7 @@ from tqdm import tqdm
 
 from retrieval.backbones import WeightsNotFoundError
 from retrieval.models import Archive
-from retrieval.services.features import feature_set_extract, features_extract
+from retrieval.services.features import feature_set_create, feature_set_extract
 
 
 class Command(BaseCommand):
@@ -42,7 +42,7 @@ class Command(BaseCommand):
         if image_size:
             config["image_size"] = image_size
         try:
-            feature_set, _ = features_extract(
+            feature_set, _ = feature_set_create(
                 archive=archive_row, backbone_config=config, enqueue=False
             )
         except ValueError as exc:

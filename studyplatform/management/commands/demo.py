@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
 from retrieval.services import archive_import_coco
-from retrieval.services.features import feature_set_extract, features_extract
+from retrieval.services.features import feature_set_create, feature_set_extract
 from retrieval.synthetic import generate_archive
 
 DEMO_ARCHIVE = "synthetic-demo"
@@ -98,7 +98,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Archive {DEMO_ARCHIVE}: {record.image_count} images, {record.annotation_count} annotations"
         )
-        feature_set, _ = features_extract(
+        feature_set, _ = feature_set_create(
             archive=result.archive, backbone_config=DEMO_BACKBONE, enqueue=False
         )
         with tqdm(total=feature_set.n_rows, unit="img", desc="features", file=self.stderr) as bar:

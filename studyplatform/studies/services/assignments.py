@@ -38,6 +38,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from ..models import Assignment, Participant, SearchTask, Study, TaskPair
+from ..signals import assignment_started
 
 __all__ = [
     "AssignmentRefused",
@@ -189,9 +190,9 @@ def assignment_start(
     -------
     Assignment
         Active, with its two ``SearchTask`` rows: position 1 is ``query_a``/``condition_a``
-        for order "ab", ``query_b``/``condition_b`` for "ba". For a new MTurk assignment of a
-        study with MTurk settings, ``mturk.tasks.mturk_participation_grant`` is queued once
-        the transaction commits.
+        for order "ab", ``query_b``/``condition_b`` for "ba". A new assignment (not one
+        handed back) is announced by ``signals.assignment_started`` inside the transaction;
+        the MTurk app's receiver queues the "participated" qualification after the commit.
 
     Raises
     ------
@@ -254,8 +255,7 @@ def assignment_start(
         for a in own:
             seen.update((a.task_pair.query_a.category_id, a.task_pair.query_b.category_id))
         assignment = _assignment_new(study, participant, cells, seen, mturk)
-        if source == Participant.Source.MTURK and study.mturk:
-            _grant_participation_on_commit(assignment.pk)
+        assignment_started.send(sender=Assignment, assignment=assignment)
     return assignment
 
 
@@ -356,14 +356,6 @@ def _assignment_new(
         for position, (query, condition) in ((1, first), (2, second))
     )
     return assignment
-
-
-def _grant_participation_on_commit(assignment_id: int) -> None:
-    try:
-        from mturk.tasks import mturk_participation_grant
-    except ImportError:  # the MTurk app does not offer it: nothing to grant
-        return
-    mturk_participation_grant.delay_on_commit(assignment_id)
 
 
 def assignment_release_idle(*, study: Study, now: dt.datetime | None = None) -> int:

@@ -2,7 +2,8 @@
 
 An overlay is the PNG of an ``explain.models.SaliencyMap`` for (study feature set, task query,
 result image, the condition's method config), kept in Django's storage and found through
-``explain.selectors.saliency_overlay_keys`` (no backbone is loaded). A result without an
+``explain.selectors.saliency_overlay_keys`` (no backbone is loaded), which the explain app
+registers in ``hooks`` (the studies core does not import explain). A result without an
 overlay is shown plain: the page says so in its events and the ``shown`` event lists it
 (``overlays_missing``).
 """
@@ -12,8 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from explain.selectors import saliency_overlay_keys
-
+from ..hooks import overlay_keys_lookup
 from ..models import SearchTask
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def overlay_keys(*, task: SearchTask, image_ids: Iterable[int]) -> dict[int, str
     if not task.condition.is_xai:
         return dict.fromkeys(ids)
     try:
-        return saliency_overlay_keys(
+        return overlay_keys_lookup(
             study=task.assignment.study,
             condition=task.condition,
             query_image_id=task.query.image_id,

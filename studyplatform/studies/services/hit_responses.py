@@ -149,26 +149,6 @@ def questionnaire_submit(
     return saved
 
 
-def response_record(
-    *,
-    assignment: Assignment,
-    question: Question,
-    task: SearchTask | None = None,
-    value=None,
-    text: str = "",
-) -> Response:
-    """Store one answer (Likert ``value`` or free ``text``) with the same checks as
-    :func:`questionnaire_submit`; replaces an earlier answer to the same question and task."""
-    if question.questionnaire.study_id != assignment.study_id:
-        raise HitRefused(f"question {question.code} is not in this study")
-    _check_stage(assignment, task)
-    value, text = _clean(question, text if question.scale == Question.Scale.TEXT else value)
-    response, _ = Response.objects.update_or_create(
-        assignment=assignment, question=question, task=task, defaults={"value": value, "text": text}
-    )
-    return response
-
-
 def assignment_submit(*, assignment: Assignment) -> Assignment:
     """Finish the HIT: both tasks ended and every required question answered, then status
     ``submitted`` (``finished_at`` set; lab participants get a ``completion_code``).

@@ -27,9 +27,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from retrieval.backbones import BackboneConfig
+from retrieval.backbone_config import BackboneConfig, backbone_config_key
 from retrieval.models import Annotation, Archive, Category, FeatureSet, Image
-from retrieval.services.features import backbone_config_key
 
 from ..spec_schema import QueriesDrawn, QueryListed, StudySpecCore, study_spec_model
 from ..spec_types import spec_problems

@@ -10,9 +10,8 @@ from collections.abc import Mapping
 
 from django.db import transaction
 
-from retrieval.backbones import BackboneConfig
+from retrieval.backbone_config import BackboneConfig, backbone_config_key
 from retrieval.models import Archive, Category, FeatureSet, Image
-from retrieval.services.features import backbone_config_key
 
 from ..models import Condition, QueryImage, Question, Questionnaire, Study, TaskPair
 from ..spec_schema import FOR as _FOR

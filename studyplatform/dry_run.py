@@ -4,7 +4,8 @@
 accept its HITs there (qualifications enforced by the endpoint), do the HIT through the
 platform's real worker pages (in-process HTTP, ``analysis.simulation``), submit with the form POST
 a browser makes to ``{turkSubmitTo}/mturk/externalSubmit``, then syncs, approves and reports the
-money that would have been spent.
+money that would have been spent. It joins the MTurk app and the analysis' simulated workers,
+so it lives in the wiring, above both.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from django.test import override_settings
 
+from analysis.simulation import study_simulate
 from mturk.client import mturk_client
 from mturk.local.server import LocalMTurkServer
 from mturk.selectors import money_spent
@@ -47,8 +49,6 @@ def study_dry_run(*, study: Any, workers: int, seed: int = 0, state: Path) -> Dr
     """Rehearse ``study`` (live) with ``workers`` simulated MTurk workers (US, 5,000 approved
     HITs, 99% approval, so they pass the usual filters); the endpoint's state goes to
     ``state`` (a SQLite file, reused by a second run)."""
-    from analysis.simulation import study_simulate
-
     server = LocalMTurkServer(state=str(state)).start()
     try:
         report = DryRunReport(endpoint=server.url)

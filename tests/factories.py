@@ -1,5 +1,8 @@
-"""Studies built from plain rows, without images on disk or features: for the rules of task
-pairs and assignments, which only look at classes, pairs and cells."""
+"""Test data built from plain rows, shared by the test packages.
+
+``plain_study``: a study without images on disk or features, for the rules of task pairs and
+assignments, which only look at classes, pairs and cells.
+"""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from mturk.services.dry_run import study_dry_run
+from studyplatform.dry_run import study_dry_run
 from studyplatform.studies.models import Study
 
 

@@ -1,0 +1,46 @@
+"""What the studies core uses but does not implement: filled in by the apps above it.
+
+The core never imports explain, mturk or analysis (see the README's layers). Where a HIT page
+needs something one of them computes, the core reads it through a hook here, and that app
+registers its implementation in ``AppConfig.ready()``; a hook nobody registered gives the
+documented fallback, a broken implementation module stops the process at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import Condition, Study
+
+# (study, condition, query image id, result image ids) -> {result image id: storage key of its
+# saliency overlay, or None}; raises ValueError when the condition's method config is invalid.
+OverlayKeys = Callable[..., dict[int, "str | None"]]
+
+_overlay_keys: OverlayKeys | None = None
+
+
+def overlay_keys_register(function: OverlayKeys) -> None:
+    """Make ``function(*, study, condition, query_image_id, result_image_ids)`` the source of
+    the overlays shown with a with-XAI task's results (the explain app registers its
+    selector). Registering the same function again is harmless; a second one is refused."""
+    global _overlay_keys
+    if _overlay_keys is not None and _overlay_keys is not function:
+        raise RuntimeError(f"overlay keys already come from {_overlay_keys!r}")
+    _overlay_keys = function
+
+
+def overlay_keys_lookup(
+    *, study: Study, condition: Condition, query_image_id: int, result_image_ids: list[int]
+) -> dict[int, str | None]:
+    """The registered source's answer, or every result without an overlay when no app that
+    computes saliency maps is installed."""
+    if _overlay_keys is None:
+        return dict.fromkeys(result_image_ids)
+    return _overlay_keys(
+        study=study,
+        condition=condition,
+        query_image_id=query_image_id,
+        result_image_ids=result_image_ids,
+    )
