@@ -3,7 +3,7 @@
 What a study needs
 ------------------
 Every query used under a with-XAI condition needs a map for every image of its candidate pool
-(:func:`studyplatform.studies.services.pools.candidate_pool`), under that condition's method config.
+(:func:`studyplatform.studies.selectors.pools.candidate_pool`), under that condition's method config.
 The queries used under a condition are read from the study's task pairs (``query_a`` under
 ``condition_a``, ``query_b`` under ``condition_b``). A study without any task pair yet (its
 pairs are generated later) counts every one of its queries under every with-XAI condition, so
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from django.db.models import QuerySet
 
 from studyplatform.studies.models import Condition, Study
-from studyplatform.studies.services.pools import candidate_pool
+from studyplatform.studies.selectors.pools import candidate_pool
 
 from .models import SaliencyMap
 from .registry import get_method, method_from_config

@@ -21,7 +21,7 @@ from explain.services import saliency_precompute_study
 from retrieval.models import Annotation, Image
 from retrieval.services.features import feature_set_create, feature_set_extract
 from studyplatform.studies.models import Condition, QueryImage, Study, TaskPair
-from studyplatform.studies.services.pools import candidate_pool
+from studyplatform.studies.selectors.pools import candidate_pool
 
 pytestmark = pytest.mark.django_db
 

@@ -33,7 +33,7 @@ from studyplatform.studies.models import (
     Study,
     TaskPair,
 )
-from studyplatform.studies.services.pools import candidate_pool
+from studyplatform.studies.selectors.pools import candidate_pool
 
 FIXTURE = {"name": "synthnet", "weights": "fixture", "image_size": 128}
 SBSM = {"method": "sbsm", "block": 32, "stride": 16, "distance": "hik", "fill": "blur"}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError
 
+from studyplatform.studies.errors import HitRefused
 from studyplatform.studies.models import Event, IQRRound
+from studyplatform.studies.selectors.events import task_marks
 from studyplatform.studies.services import events as events_module
-from studyplatform.studies.services.events import HitRefused, event_record, task_marks
+from studyplatform.studies.services.events import event_record
 from studyplatform.studies.services.hit import search_task_begin
 from tests.studies.hit_helpers import build_assignment, build_study, hit_feature_set
 

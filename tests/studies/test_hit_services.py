@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from studyplatform.studies.errors import HitRefused
 from studyplatform.studies.models import Assignment, Event, IQRRound, Response
-from studyplatform.studies.services.events import HitRefused, event_record
+from studyplatform.studies.selectors.hit_state import assignment_state
+from studyplatform.studies.selectors.pools import candidate_pool
+from studyplatform.studies.services.events import event_record
 from studyplatform.studies.services.hit import (
     search_task_begin,
     search_task_end,
     search_task_refine,
 )
 from studyplatform.studies.services.hit_responses import assignment_submit, questionnaire_submit
-from studyplatform.studies.services.hit_state import assignment_state, tutorial_complete
-from studyplatform.studies.services.pools import candidate_pool
+from studyplatform.studies.services.judgements import judgement_record
+from studyplatform.studies.services.tutorials import tutorial_complete
 from tests.studies.hit_helpers import build_assignment, build_study, hit_feature_set
 
 pytestmark = pytest.mark.django_db
@@ -36,14 +39,17 @@ def task(assignment):
 
 
 def judge(task, image_ids, kind="marked_not_relevant"):
+    """Judge each image as the event endpoint does: record it, end the task at the target."""
     for image_id in image_ids:
-        event_record(
+        judgement = judgement_record(
             assignment=task.assignment,
             client_event_id=f"m-{kind}-{image_id}",
             type=kind,
             task=task,
             image_id=image_id,
         )
+        if judgement.target_reached:
+            search_task_end(task=task, reason="target_reached")
 
 
 def test_round_zero_is_the_top_of_the_pool_and_a_reload_keeps_it(study, task):
@@ -125,6 +131,59 @@ def test_the_task_ends_when_the_target_count_is_found_and_later_marks_are_refuse
     with pytest.raises(HitRefused, match="has ended"):
         judge(task, shown[3:4])
     assert Event.objects.filter(task=task, type="task_end").count() == 1
+
+
+def test_recording_judgements_never_ends_a_task_it_only_says_when_the_target_is_reached(task):
+    search_task_begin(task=task)
+    shown = IQRRound.objects.get(task=task).ranking
+
+    plain = [
+        event_record(
+            assignment=task.assignment,
+            client_event_id=f"plain-{image_id}",
+            type="marked_relevant",
+            task=task,
+            image_id=image_id,
+        )
+        for image_id in shown[:3]
+    ]
+    task.refresh_from_db()
+    unended = (task.ended_at, Event.objects.filter(task=task, type="task_end").count())
+    withdrawn = judgement_record(
+        assignment=task.assignment,
+        client_event_id="undo-3",
+        type="unmarked",
+        task=task,
+        image_id=shown[2],
+    )
+    judgements = [
+        judgement_record(
+            assignment=task.assignment,
+            client_event_id=f"again-{image_id}",
+            type="marked_relevant",
+            task=task,
+            image_id=image_id,
+        )
+        for image_id in (shown[2], shown[2])
+    ]
+
+    assert all(created for _, created in plain)
+    assert unended == (None, 0)
+    assert (withdrawn.found, withdrawn.target_reached) == (2, False)
+    assert [(j.created, j.found, j.target_reached) for j in judgements] == [
+        (True, 3, True),
+        (False, 3, True),  # a resend says so again, so a retried request still ends the task
+    ]
+    task.refresh_from_db()
+    assert task.ended_at is None
+    with pytest.raises(HitRefused, match="is not a judgement"):
+        judgement_record(
+            assignment=task.assignment,
+            client_event_id="pv",
+            type="page_view",
+            task=task,
+            image_id=None,
+        )
 
 
 def test_finishing_is_refused_while_refines_are_left(task):

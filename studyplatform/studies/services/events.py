@@ -1,4 +1,4 @@
-"""Events of a worker's HIT, each stored exactly once, and the marks they add up to.
+"""Events of a worker's HIT, each stored exactly once.
 
 Every action in the worker's page is an event carrying a client event id; the page may send an
 event several times (its queue retries after network failures), and the ``event_once``
@@ -17,18 +17,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from ..errors import HitRefused
 from ..models import Assignment, Event, IQRRound, SearchTask
+from ..selectors.events import MARK_TYPES, shown_image_ids
 from .assignments import assignment_touch
-
-
-class HitRefused(Exception):
-    """A worker request the study cannot accept; ``status`` is the HTTP status to answer with
-    (400 bad input, 403 not this worker's, 409 not now / out of order), ``str()`` says why."""
-
-    def __init__(self, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
 
 #: Event types a worker's page may send through the event endpoint; the others are recorded
 #: by the services that cause them (refine, task_end, questionnaire_answer, submit, shown).
@@ -41,40 +33,9 @@ CLIENT_TYPES = frozenset(
         Event.Type.VIEWED_PLAIN,
     }
 )
-MARK_TYPES = frozenset(
-    {Event.Type.MARKED_RELEVANT, Event.Type.MARKED_NOT_RELEVANT, Event.Type.UNMARKED}
-)
 #: Largest event payload, in bytes of compact JSON.
 PAYLOAD_MAX_BYTES = 4096
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-
-
-def server_event_id(*parts: object) -> str:
-    """The client event id of an event the server records itself (``srv:`` + parts)."""
-    return "srv:" + ":".join(str(part) for part in parts)
-
-
-def shown_image_ids(*, task: SearchTask) -> set[int]:
-    """Image ids the task has shown so far: the union of its rounds' rankings."""
-    shown: set[int] = set()
-    for ranking in IQRRound.objects.filter(task=task).values_list("ranking", flat=True):
-        shown.update(int(i) for i in ranking)
-    return shown
-
-
-def task_marks(*, task: SearchTask) -> dict[int, str]:
-    """Current judgement of every judged image of ``task``: {image id: "relevant" |
-    "not_relevant"}, replaying its mark events in the order the server stored them."""
-    marks: dict[int, str] = {}
-    events = Event.objects.filter(task=task, type__in=MARK_TYPES).order_by("id")
-    for type_, image_id in events.values_list("type", "image_id"):
-        if type_ == Event.Type.MARKED_RELEVANT:
-            marks[image_id] = "relevant"
-        elif type_ == Event.Type.MARKED_NOT_RELEVANT:
-            marks[image_id] = "not_relevant"
-        else:
-            marks.pop(image_id, None)
-    return marks
 
 
 def _client_time(value: datetime | str | None) -> datetime | None:
@@ -142,7 +103,8 @@ def event_record(
     malformed, reserved (``srv:`` unless ``server``) or already used for a different event
     (409), an event names an image its task never showed, a judgement's task is not running (409),
     or the payload exceeds :data:`PAYLOAD_MAX_BYTES` (413). Nothing is written when it raises.
-    Marking relevant may end the task (target count reached, via ``search_task_end``).
+    It never ends a task: ``judgements.judgement_record`` says when a judgement reached the
+    target, and the caller ends the task (``hit.search_task_end``).
     """
     if not isinstance(client_event_id, str) or not _CLIENT_ID.match(client_event_id):
         raise HitRefused(
@@ -195,12 +157,6 @@ def event_record(
             existing, type=type, task_id=task_id, image_id=image_id, iqr_round=iqr_round
         )
     assignment_touch(assignment=assignment)
-    if type == Event.Type.MARKED_RELEVANT and task is not None:
-        from .hit import search_task_end
-
-        found = sum(1 for mark in task_marks(task=task).values() if mark == "relevant")
-        if found >= assignment.study.target_count:
-            search_task_end(task=task, reason=SearchTask.EndReason.TARGET_REACHED)
     return event, True
 
 

@@ -3,7 +3,7 @@
 Seed 001 section 4: given a query image of a class, find ``target_count`` more instances in the
 archive; the worker marks results relevant or not relevant and may refine, which trains seed
 000's HIK SVM on the marks (``retrieval.services.iqr``) and re-ranks. Every ranking shown is
-restricted to the query's candidate pool (``pools.candidate_pool``), whose saliency maps are
+restricted to the query's candidate pool (``selectors.pools.candidate_pool``), whose saliency maps are
 precomputed. The server decides every ranking; the IQR state lives in ``SearchTask.iqr_state``
 so a session survives a restart, and each round is an ``IQRRound`` row, so reloading the page
 shows the same round and a retried refine does not spend a second round.
@@ -18,10 +18,13 @@ from django.utils import timezone
 
 from retrieval.services.iqr import iqr_refine, iqr_start
 
+from ..errors import HitRefused
 from ..models import Event, IQRRound, SearchTask
-from .events import HitRefused, event_record, server_event_id, shown_image_ids, task_marks
-from .hit_overlays import overlay_keys
-from .pools import candidate_pool
+from ..selectors.events import server_event_id, shown_image_ids, task_marks
+from ..selectors.hit_overlays import overlay_keys
+from ..selectors.pools import candidate_pool
+from ..selectors.search_tasks import rounds_left
+from .events import event_record
 
 
 def _locked(task: SearchTask) -> SearchTask:
@@ -87,12 +90,6 @@ def search_task_begin(*, task: SearchTask) -> SearchTask:
         task.save(update_fields=["iqr_state", "started_at"])
         _record_shown(task, round_)
     return task
-
-
-def rounds_left(*, task: SearchTask) -> int:
-    """Refines the worker may still ask for in ``task`` (``study.iqr_rounds`` in all)."""
-    used = IQRRound.objects.filter(task=task, number__gte=1).count()
-    return max(task.assignment.study.iqr_rounds - used, 0)
 
 
 def search_task_refine(*, task: SearchTask, client_event_id: str) -> SearchTask:

@@ -2,13 +2,13 @@
 
 Wraps ``assignments.assignment_start`` (the counterbalanced cell, a returning worker's own
 assignment) with the checks the worker pages need, and turns its refusals into
-:class:`~studyplatform.studies.services.events.HitRefused` with the status the page answers with.
+:class:`~studyplatform.studies.errors.HitRefused` with the status the page answers with.
 """
 
 from __future__ import annotations
 
+from ..errors import HitRefused
 from ..models import Assignment, Participant, Study
-from .events import HitRefused
 
 _REASONS = {
     "not_live": "This study is not taking part in new work at the moment.",

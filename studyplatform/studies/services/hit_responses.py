@@ -11,45 +11,16 @@ from __future__ import annotations
 import secrets
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from ..models import Assignment, Event, Question, Questionnaire, Response, SearchTask
-from .events import HitRefused, event_record, server_event_id
+from ..errors import HitRefused
+from ..models import Assignment, Event, Question, Response, SearchTask
+from ..selectors.events import server_event_id
+from ..selectors.questionnaires import questions_for, questions_unanswered
+from .events import event_record
 
 TEXT_MAX_CHARS = 2000
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-
-
-def questions_for(*, assignment: Assignment, task: SearchTask | None) -> list[Question]:
-    """Questions to ask after ``task`` (its condition's sub-task questionnaires), or the final
-    ones when ``task`` is None; in questionnaire then position order."""
-    if task is None:
-        found = Q(kind=Questionnaire.Kind.FINAL)
-    else:
-        found = Q(kind=Questionnaire.Kind.SUBTASK) & (
-            Q(for_xai__isnull=True) | Q(for_xai=task.condition.is_xai)
-        )
-    return list(
-        Question.objects.filter(questionnaire__study=assignment.study_id)
-        .filter(Q(questionnaire__in=Questionnaire.objects.filter(found)))
-        .select_related("questionnaire")
-        .order_by("questionnaire_id", "position")
-    )
-
-
-def questions_unanswered(*, assignment: Assignment, task: SearchTask | None) -> list[Question]:
-    """Required questions after ``task`` (or final ones) without a response yet."""
-    answered = set(
-        Response.objects.filter(assignment=assignment, task=task).values_list(
-            "question_id", flat=True
-        )
-    )
-    return [
-        q
-        for q in questions_for(assignment=assignment, task=task)
-        if q.required and q.pk not in answered
-    ]
 
 
 def _clean(question: Question, raw) -> tuple[int | None, str]:

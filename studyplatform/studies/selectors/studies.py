@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from .models import Assignment, Condition, Event, QueryImage, Response, Study, TaskPair
+from ..models import Assignment, Condition, Event, QueryImage, Response, Study, TaskPair
 
 __all__ = [
     "CellProgress",

@@ -11,11 +11,11 @@ from __future__ import annotations
 from retrieval.models import Image
 
 from ..models import Assignment, Event, IQRRound, Question, SearchTask
-from .events import event_record, server_event_id, shown_image_ids, task_marks
-from .hit import rounds_left
+from .events import server_event_id, shown_image_ids, task_marks
 from .hit_overlays import overlay_keys
-from .hit_responses import questions_for, questions_unanswered
 from .pools import candidate_pool
+from .questionnaires import questions_for, questions_unanswered
+from .search_tasks import rounds_left
 
 TUTORIAL_IMAGES = 4
 
@@ -41,18 +41,8 @@ def tutorial_image_ids(*, assignment: Assignment) -> list[int]:
     return chosen
 
 
-def tutorial_complete(*, assignment: Assignment) -> None:
-    """Record that the worker finished the tutorial (idempotent)."""
-    event_record(
-        assignment=assignment,
-        client_event_id=server_event_id("tutorial_done"),
-        type=Event.Type.PAGE_VIEW,
-        payload={"page": "tutorial", "done": True},
-        server=True,
-    )
-
-
-def _tutorial_done(assignment: Assignment) -> bool:
+def tutorial_done(*, assignment: Assignment) -> bool:
+    """Has the worker finished the tutorial (``tutorials.tutorial_complete``)?"""
     return Event.objects.filter(
         assignment=assignment, client_event_id=server_event_id("tutorial_done")
     ).exists()
@@ -137,7 +127,7 @@ def assignment_state(*, assignment: Assignment) -> dict:
         return {**state, "stage": "done", "done": done}
     if assignment.status != Assignment.Status.ACTIVE:
         return {**state, "stage": "closed"}
-    if not _tutorial_done(assignment):
+    if not tutorial_done(assignment=assignment):
         return {
             **state,
             "stage": "tutorial",
