@@ -248,3 +248,29 @@ def test_the_error_answers_belong_to_the_worker_api_only(admin_client, client, s
     assert "status" in researcher.json()
     assert "error" not in researcher.json()
     assert worker.json() == {"error": "no HIT of this study is open in this browser"}
+
+
+def test_the_judgement_that_reaches_the_target_ends_the_task_and_a_resend_changes_nothing(
+    client, study, running
+):
+    assignment, task = running
+    cards = client.get(f"/hit/{study.slug}/api/state").json()["state"]["task"]["results"]
+    marks = [
+        {
+            "assignment": assignment.pk,
+            "id": f"rel-{card['id']}",
+            "type": "marked_relevant",
+            "task": task,
+            "image": card["id"],
+        }
+        for card in cards[: study.target_count]
+    ]
+
+    answers = [send(client, study, "event", body).json() for body in marks]
+    resent = send(client, study, "event", marks[-1])
+
+    ended = SearchTask.objects.get(pk=task)
+    assert [a["state"]["stage"] for a in answers] == ["task", "task", "questionnaire"]
+    assert (resent.status_code, resent.json()["created"]) == (200, False)
+    assert ended.end_reason == "target_reached"
+    assert Event.objects.filter(task_id=task, type="task_end").count() == 1
