@@ -3,7 +3,7 @@
 Seed 001 section 4: given a query image of a class, find ``target_count`` more instances in the
 archive; the worker marks results relevant or not relevant and may refine, which trains seed
 000's HIK SVM on the marks (``retrieval.services.iqr``) and re-ranks. Every ranking shown is
-restricted to the query's candidate pool (``selectors.pools.candidate_pool``), whose saliency maps are
+restricted to the query's candidate pool (``pools.candidate_pool``), whose saliency maps are
 precomputed. The server decides every ranking; the IQR state lives in ``SearchTask.iqr_state``
 so a session survives a restart, and each round is an ``IQRRound`` row, so reloading the page
 shows the same round and a retried refine does not spend a second round.
