@@ -4,8 +4,7 @@
 The worker's HIT: ``pools`` (candidate pools), ``events`` (what a task showed, its marks),
 ``search_tasks`` (rounds left, a task of an assignment), ``questionnaires``, ``hit_overlays``,
 ``hit_images`` (what the image view may serve) and ``hit_state`` (what the page renders).
-Those are imported from their modules, not from here, so that importing this package stays
-free of ``explain`` (which itself reads ``pools``).
+Those are imported from their modules; this package re-exports only the researcher's reads.
 """
 
 from .studies import (
