@@ -59,13 +59,13 @@ from django.conf import settings
 from retrieval.services import archive_import_coco
 from retrieval.services.features import feature_set_create, feature_set_extract
 from retrieval.synthetic import generate_archive
-from studyplatform.management.commands.demo import DEMO_BACKBONE, DEMO_SPEC
+from studyplatform.management.commands.demo import DEMO_ARCHIVE, DEMO_BACKBONE, DEMO_SPEC
 from studyplatform.studies.models import Study
 from studyplatform.studies.services.specs import study_spec_load
 from studyplatform.studies.services.studies import study_create_from_spec, study_status_set
 folder = Path(settings.DATA_DIR) / "archive"
 generate_archive(folder, n_images={images}, seed=0)
-archive = archive_import_coco(archive_name="bench", instances_path=folder / "instances.json",
+archive = archive_import_coco(archive_name=DEMO_ARCHIVE, instances_path=folder / "instances.json",
                               image_dir=folder / "images", log=lambda message: None).archive
 feature_set, _ = feature_set_create(archive=archive, backbone_config=DEMO_BACKBONE, enqueue=False)
 feature_set_extract(feature_set=feature_set)
