@@ -48,7 +48,7 @@ BEFORE_RSS_MB = 853.0
 TARGET_RSS_MB = 200.0
 BEFORE_CHECK_S = 8.3
 TARGET_CHECK_S = 1.5
-HEAVY = ("torch", "torchvision", "numba", "sklearn")
+HEAVY = ("torch", "torchvision", "numba", "sklearn", "matplotlib")
 STUDY = "demo"  # fixtures/studies/demo.yaml
 ADMIN_USER, ADMIN_PASSWORD = "bench", secrets.token_urlsafe(16)
 # The demo's archive, features and study (manage.py demo's first steps, without its saliency
