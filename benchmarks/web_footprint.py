@@ -4,7 +4,7 @@ Prints, in one run:
 
 (a) the resident memory (VmRSS) of one gunicorn worker with the production settings, read
     from ``/proc`` after it served, over real HTTP: a lab participant's whole HIT (the page,
-    its state, the tutorial, both search tasks with every result judged, one refine each, their
+    its state, the tutorial, both search tasks with every result judged and every refine taken, their
     questionnaires, the final one and the submit; the result images) and then the admin (log in,
     the index, the study list and change page, saliency maps, feature sets, MTurk HITs,
     assignments and events). Beside the footprint before this change (853 MB: torch and
@@ -184,7 +184,7 @@ def hit_through_http(browser: Browser) -> dict:
                     break
             if state["stage"] != "task":
                 continue
-            if state["task"]["can_refine"] and done["refines"] < 2:
+            if (state.get("task") or task)["can_refine"]:
                 state = post("refine", {"task": task["id"], "id": f"b{step}-refine"})
                 done["refines"] += 1
             else:
