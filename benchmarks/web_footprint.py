@@ -277,10 +277,11 @@ def main() -> int:
         "STATIC_ROOT": str(data / "static"),
     }
     _manage(["collectstatic", "--noinput", "-v", "0"], production)
+    log = open(data / "gunicorn.log", "w")  # noqa: SIM115  (closed with the server below)
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "studyplatform.wsgi", "--bind", f"127.0.0.1:{port}",
          "--workers", "1", "--timeout", "300"],
-        cwd=ROOT, env=production, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT, env=production, stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     try:
         browser = Browser(f"http://127.0.0.1:{port}")
@@ -301,7 +302,12 @@ def main() -> int:
         rss["admin"] = _rss_mb(worker)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
     check_s, heavy = check_times(dev)
 
     print(f"\n(a) one gunicorn worker, production settings, {browser.requests} HTTP requests")
