@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.figures import figure4, figure5, figure_accuracy, save_figure
 from analysis.frame import TASK_COLUMNS, AnalysisError, accuracy_columns
 from analysis.pipeline import AnalysisResult
 
@@ -102,6 +101,10 @@ def _tasks_for_export(
 
 
 def _figures(result: AnalysisResult, folder: Path) -> tuple[list[Path], list[str]]:
+    # matplotlib is loaded by the first figure drawn, not by every process that imports the
+    # exports (a web process serving tables only never draws).
+    from analysis.figures import figure4, figure5, figure_accuracy, save_figure
+
     written, notes = [], []
     jobs = [("figure4", lambda: figure4(result.class_ratios.frame)),
             ("accuracy", lambda: figure_accuracy(result.tasks))]  # fmt: skip

@@ -25,7 +25,6 @@ from django.core.cache import cache
 from django.db.models import Count, Max
 
 from analysis.exports import PREFERENCE_QUESTION, write_analysis
-from analysis.figures import figure4, figure5, figure_accuracy
 from analysis.frame import AnalysisError
 from analysis.pipeline import AnalysisResult, analysis_from_tasks
 from analysis.selectors import study_conditions, study_likert_table, study_task_table
@@ -256,6 +255,8 @@ def analysis_figure(*, study: Study, name: str, fmt: str = "png") -> bytes:
         raise AnalysisError(
             f"unknown figure {name}.{fmt}; figures: {', '.join(FIGURES)} (png or svg)"
         )
+    from analysis.figures import figure4, figure5, figure_accuracy  # matplotlib: see exports
+
     result = analysis_run(study=study)
     if name == "figure4":
         figure = figure4(result.class_ratios.frame)

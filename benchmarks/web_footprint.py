@@ -4,7 +4,7 @@ Prints, in one run:
 
 (a) the resident memory (VmRSS) of one gunicorn worker with the production settings, read
     from ``/proc`` after it served, over real HTTP: a lab participant's whole HIT (the page,
-    its state, the tutorial, both search tasks with every result judged, one refine each, their
+    its state, the tutorial, both search tasks with every result judged and every refine taken, their
     questionnaires, the final one and the submit; the result images) and then the admin (log in,
     the index, the study list and change page, saliency maps, feature sets, MTurk HITs,
     assignments and events). Beside the footprint before this change (853 MB: torch and
@@ -48,7 +48,7 @@ BEFORE_RSS_MB = 853.0
 TARGET_RSS_MB = 200.0
 BEFORE_CHECK_S = 8.3
 TARGET_CHECK_S = 1.5
-HEAVY = ("torch", "torchvision", "numba", "sklearn")
+HEAVY = ("torch", "torchvision", "numba", "sklearn", "matplotlib")
 STUDY = "demo"  # fixtures/studies/demo.yaml
 ADMIN_USER, ADMIN_PASSWORD = "bench", secrets.token_urlsafe(16)
 # The demo's archive, features and study (manage.py demo's first steps, without its saliency
@@ -59,13 +59,13 @@ from django.conf import settings
 from retrieval.services import archive_import_coco
 from retrieval.services.features import feature_set_create, feature_set_extract
 from retrieval.synthetic import generate_archive
-from studyplatform.management.commands.demo import DEMO_BACKBONE, DEMO_SPEC
+from studyplatform.management.commands.demo import DEMO_ARCHIVE, DEMO_BACKBONE, DEMO_SPEC
 from studyplatform.studies.models import Study
 from studyplatform.studies.services.specs import study_spec_load
 from studyplatform.studies.services.studies import study_create_from_spec, study_status_set
 folder = Path(settings.DATA_DIR) / "archive"
 generate_archive(folder, n_images={images}, seed=0)
-archive = archive_import_coco(archive_name="bench", instances_path=folder / "instances.json",
+archive = archive_import_coco(archive_name=DEMO_ARCHIVE, instances_path=folder / "instances.json",
                               image_dir=folder / "images", log=lambda message: None).archive
 feature_set, _ = feature_set_create(archive=archive, backbone_config=DEMO_BACKBONE, enqueue=False)
 feature_set_extract(feature_set=feature_set)
@@ -184,7 +184,7 @@ def hit_through_http(browser: Browser) -> dict:
                     break
             if state["stage"] != "task":
                 continue
-            if state["task"]["can_refine"] and done["refines"] < 2:
+            if (state.get("task") or task)["can_refine"]:
                 state = post("refine", {"task": task["id"], "id": f"b{step}-refine"})
                 done["refines"] += 1
             else:
@@ -277,10 +277,11 @@ def main() -> int:
         "STATIC_ROOT": str(data / "static"),
     }
     _manage(["collectstatic", "--noinput", "-v", "0"], production)
+    log = open(data / "gunicorn.log", "w")  # noqa: SIM115  (closed with the server below)
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "studyplatform.wsgi", "--bind", f"127.0.0.1:{port}",
          "--workers", "1", "--timeout", "300"],
-        cwd=ROOT, env=production, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT, env=production, stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     try:
         browser = Browser(f"http://127.0.0.1:{port}")
@@ -301,7 +302,12 @@ def main() -> int:
         rss["admin"] = _rss_mb(worker)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
     check_s, heavy = check_times(dev)
 
     print(f"\n(a) one gunicorn worker, production settings, {browser.requests} HTTP requests")

@@ -1,4 +1,5 @@
-"""The web tier stays small: no torch, torchvision, numba or scikit-learn in a web process.
+"""The web tier stays small: no torch, torchvision, numba, scikit-learn or matplotlib in a web
+process.
 
 Each check runs in a fresh interpreter (the test process itself has imported everything), with
 the development settings a web process uses.
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("torch", "torchvision", "numba", "sklearn")
+HEAVY = ("torch", "torchvision", "numba", "sklearn", "matplotlib")
 
 # Imports the WSGI application, every views/apis/admin/urls module of the project's packages and
 # every view behind the URLconf, then prints which heavy packages got loaded.
