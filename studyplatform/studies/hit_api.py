@@ -40,7 +40,9 @@ class HitSessionAuthentication(SessionAuthentication):
 
     ``request.user`` stays anonymous. Without such an assignment the request is not
     authenticated (``HoldsHitAssignment`` then answers 403); with one, an unsafe method
-    without a valid CSRF token is refused (403), as DRF's ``SessionAuthentication`` does.
+    without a valid CSRF token is refused (403), as DRF's ``SessionAuthentication`` does. That
+    check reads the parsed body, so a malformed or oversized body is answered (400/413) before
+    a missing token; either way nothing is written.
     """
 
     def authenticate(self, request):

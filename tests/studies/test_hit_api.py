@@ -193,11 +193,13 @@ def test_csrf_is_enforced_with_a_json_answer_and_nothing_written(study):
 
     refused = send(browser, study, "tutorial", body)
     wrong = send(browser, study, "tutorial", body, headers={"X-CSRFToken": "x" * 32})
+    broken = send(browser, study, "tutorial", "{not json")  # the body is read before the token
     state = browser.get(f"/hit/{study.slug}/api/state")  # a safe method needs no token
     allowed = send(browser, study, "tutorial", body, headers=token)
 
     assert [r.status_code for r in (refused, wrong)] == [403, 403]
     assert refused.json()["error"].startswith("CSRF Failed")
+    assert broken.status_code == 400
     assert state.status_code == 200
     assert allowed.status_code == 200
     assert Event.objects.count() == 1
