@@ -3,13 +3,16 @@
 Routes:
 
 ``POST /``
-    MTurk's requester API, JSON 1.1: ``X-Amz-Target: MTurkRequesterServiceV20170117.<Op>``.
+    MTurk's requester API, JSON 1.1: ``X-Amz-Target: MTurkRequesterServiceV20170117.<Op>``,
+    every operation of botocore's ``mturk`` model, each request checked against that model.
     Any request carrying an ``Authorization`` header is accepted (signatures are not checked).
 ``/_control/...``
     Test and demo controls (JSON in, JSON out): ``workers`` (add a simulated worker),
     ``faults`` (make the next ``count`` calls of ``operation`` throttle, fail with a
     ServiceFault, or be applied with the response dropped), ``accept``, ``return``,
-    ``submit``, ``clock`` (move time forward), ``balance``, ``GET state``.
+    ``submit``, ``qualification_request`` (a worker requests a qualification), ``clock`` (move
+    time forward), ``balance``, ``GET state`` (counts, workers, bonuses, messages and the outbox
+    of notifications that would have gone to AWS).
 ``/worker/...`` and ``POST /mturk/externalSubmit``
     The worker's side (:mod:`mturk.local.pages`).
 """
@@ -81,6 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
                     workers=store.workers(),
                     bonuses=store.bonuses(),
                     notifications=store.notifications(),
+                    outbox=store.outbox(),
                 )
                 self._json(200, state, "application/json")
                 return
@@ -146,7 +150,12 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         try:
-            params = json.loads(body or b"{}")
+            try:
+                params = json.loads(body or b"{}")
+            except ValueError as exc:
+                raise ApiError(
+                    f"The request body is not JSON: {exc}", type_="SerializationException"
+                ) from None
             status, answer = 200, store.dispatch(operation, params)
         except ApiError as exc:
             status, answer = 400, exc.body()
@@ -176,6 +185,12 @@ class _Handler(BaseHTTPRequestHandler):
             elif name == "submit":
                 result = store.assignment_submit(
                     assignment_id=data["assignment_id"], answers=data.get("answers", {})
+                )
+            elif name == "qualification_request":
+                result = store.qualification_request(
+                    worker_id=data["worker_id"],
+                    type_id=data["type_id"],
+                    answers=data.get("answers"),
                 )
             elif name == "clock":
                 store.advance_clock(float(data["seconds"]))
