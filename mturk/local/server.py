@@ -75,7 +75,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- dispatch ---------------------------------------------------------------------------
     def do_GET(self) -> None:
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
         store = self.server.store
         try:
             if path == "/_control/state":
@@ -88,7 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 self._json(200, state, "application/json")
                 return
-            status, text = pages.render_get(store, path, self.base_url)
+            status, text = pages.render_get(store, path, self.base_url, query)
             self._html(status, text)
         except ApiError as exc:
             self._html(400, pages.error_page(exc.message))
@@ -161,6 +163,12 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = 400, exc.body()
         except (ValueError, KeyError, TypeError) as exc:
             status, answer = 400, ApiError(f"Invalid request: {exc}").body()
+        except Exception as exc:  # a bug here must still answer, as AWS's 500 would
+            self.log_error("%s failed: %r", operation, exc)
+            status = 500
+            answer = ApiError(
+                f"{operation} failed inside the local endpoint: {exc!r}", type_="InternalFailure"
+            ).body()
         if fault == "drop":
             # Applied (or refused), but the caller never hears back: close without answering.
             self.close_connection = True
