@@ -63,6 +63,8 @@ class HitsApi:
             type_id, comparator = req["QualificationTypeId"], req["Comparator"]
             ints, locales = req.get("IntegerValues") or [], req.get("LocaleValues") or []
             where = f"QualificationRequirement {type_id} ({comparator})"
+            if type_id not in SYSTEM_QUALIFICATIONS:
+                self._qualification_type_row(db, type_id)
             if req.get("RequiredToPreview") is not None and req.get("ActionsGuarded"):
                 raise ApiError(f"{where}: use ActionsGuarded or RequiredToPreview, not both.")
             if comparator in {"Exists", "DoesNotExist"}:
@@ -83,8 +85,6 @@ class HitsApi:
                 raise ApiError(f"{where}: Comparator {comparator} takes exactly one value.")
             if len(values) > limit:
                 raise ApiError(f"{where}: In and NotIn take at most {limit} values.")
-            if type_id not in SYSTEM_QUALIFICATIONS:
-                self._qualification_type_row(db, type_id)
 
     def _hit_type_create(self, db, now: float, params: dict) -> str:
         for name, limit in TEXT_LIMITS.items():
