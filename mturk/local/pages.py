@@ -36,6 +36,16 @@ def _page(title: str, body: str) -> str:
     )
 
 
+def _bare_page(title: str, body: str) -> str:
+    """A page shown inside the HIT's frame: no navigation of its own."""
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{escape(title)}</title><style>body{{font-family:sans-serif;margin:.5em}}"
+        "fieldset{margin:.5em 0}</style></head><body>"
+        f"{body}</body></html>"
+    )
+
+
 def error_page(message: str) -> str:
     return _page("Refused", f"<p class='refused' id='error'>{escape(message)}</p>")
 
@@ -231,7 +241,7 @@ def _content(store: Store, hit_id: str, query: dict, base_url: str) -> str:
     )
     if assignment_id == PREVIEW_ASSIGNMENT_ID:
         form = form.replace("<button type='submit' id='submit'>", "<button disabled id='submit'>")
-    return _page(store.hit_get(hit_id)["Title"], form)
+    return _bare_page(store.hit_get(hit_id)["Title"], form)
 
 
 def _qualifications(store: Store, worker_id: str) -> str:
@@ -246,7 +256,13 @@ def _qualifications(store: Store, worker_id: str) -> str:
             state, action = "requested, waiting for the requester", ""
         else:
             state = f"rejected: {qtype['rejected']}" if qtype["rejected"] else "not held"
-            if qtype.get("Test"):
+            if qtype["retry_in"] is not None:
+                action = (
+                    "no retries"
+                    if qtype["retry_in"] < 0
+                    else f"retry in {round(qtype['retry_in'])} s"
+                )
+            elif qtype.get("Test"):
                 action = f"<a class='take-test' href='{base}'>Take the test</a>"
             else:
                 action = (

@@ -243,6 +243,7 @@ class WorkerSide:
         """Every active requester qualification type with this worker's standing: ``value``
         (granted), ``pending`` (a request waits), ``rejected`` (the last request's reason)."""
         with self._tx() as db:
+            now = self._now(db)
             self._worker_row(db, worker_id)
             out = []
             for row in db.execute(
@@ -255,7 +256,7 @@ class WorkerSide:
                     (row["id"], worker_id),
                 ).fetchone()
                 last = db.execute(
-                    "SELECT status, reason FROM qualification_requests WHERE type_id=? "
+                    "SELECT status, reason, submitted FROM qualification_requests WHERE type_id=? "
                     "AND worker_id=? ORDER BY id DESC LIMIT 1",
                     (row["id"], worker_id),
                 ).fetchone()
@@ -266,6 +267,14 @@ class WorkerSide:
                     if last and last["status"] == "Rejected"
                     else ""
                 )
+                # seconds until a new request is allowed: None now, -1 never
+                view["retry_in"] = None
+                if last is not None:
+                    delay = self._qualification_type_row(db, row["id"])["retry_delay"]
+                    if delay is None:
+                        view["retry_in"] = -1
+                    elif last["submitted"] + delay > now:
+                        view["retry_in"] = last["submitted"] + delay - now
                 out.append(view)
         return out
 
