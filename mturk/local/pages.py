@@ -61,6 +61,16 @@ def _frame_src(store: Store, hit_id: str, question: Question, **params: str) -> 
     return frame_url(f"/worker/content/{quote(hit_id)}/", hitId=hit_id, **params)
 
 
+def _frame(src: str, question: Question) -> str:
+    # Content served from this origin (HTMLQuestion, QuestionForm) gets an opaque origin, as it
+    # would on MTurk's separate content host; the control API refuses its requests.
+    sandbox = "" if question.kind == "ExternalQuestion" else " sandbox='allow-forms allow-scripts'"
+    return (
+        f"<iframe id='question' src='{escape(src)}' height='{question.frame_height}'"
+        f"{sandbox}></iframe>"
+    )
+
+
 def render_get(store: Store, path: str, base_url: str, query: dict | None = None):
     """(status, html) of the worker page at ``path``; ``query`` holds the URL's parameters."""
     query = query or {}
@@ -179,7 +189,6 @@ def _hit_list(store: Store, worker_id: str) -> str:
 def _preview(store: Store, worker_id: str, hit_id: str) -> str:
     hit = store.hit_preview(worker_id=worker_id, hit_id=hit_id)
     question = store.hit_question(hit_id)
-    height = question.frame_height
     src = _frame_src(store, hit_id, question, assignmentId=PREVIEW_ASSIGNMENT_ID)
     if hit["reason"]:
         action = f"<p class='refused' id='refused'>You cannot accept: {escape(hit['reason'])}.</p>"
@@ -191,7 +200,7 @@ def _preview(store: Store, worker_id: str, hit_id: str) -> str:
     return _page(
         f"Preview: {hit['Title']}",
         f"<p>{escape(hit['Description'])}</p><p>Reward ${escape(hit['Reward'])}</p>{action}"
-        f"<iframe id='question' src='{escape(src)}' height='{height}'></iframe>",
+        + _frame(src, question),
     )
 
 
@@ -207,7 +216,6 @@ def _work(store: Store, worker_id: str, assignment_id: str, base_url: str) -> st
         )
     hit = store.hit_get(assignment["HITId"])
     question = store.hit_question(assignment["HITId"])
-    height = question.frame_height
     src = _frame_src(
         store,
         assignment["HITId"],
@@ -220,7 +228,7 @@ def _work(store: Store, worker_id: str, assignment_id: str, base_url: str) -> st
         hit["Title"],
         f"<form method='post' action='/worker/{quote(worker_id)}/assignments/"
         f"{quote(assignment_id)}/return'><button type='submit' id='return'>Return HIT</button>"
-        f"</form><iframe id='question' src='{escape(src)}' height='{height}'></iframe>",
+        "</form>" + _frame(src, question),
     )
 
 

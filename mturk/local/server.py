@@ -177,6 +177,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _control(self, name: str, body: bytes) -> None:
         store = self.server.store
+        origin = self.headers.get("Origin")
+        if origin is not None and origin != self.base_url:
+            # A page (a HIT's framed content included) must not drive the simulation.
+            self._json(
+                403,
+                {"__type": "AccessDenied", "Message": f"Controls refuse origin {origin}."},
+                "application/json",
+            )
+            return
         try:
             data = json.loads(body or b"{}")
             if name == "workers":

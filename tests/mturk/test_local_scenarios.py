@@ -291,7 +291,7 @@ def test_html_question_is_framed_and_submits_through_external_submit(local_mturk
     local_mturk.worker("AW1")
     _, preview = local_mturk.get(f"/worker/AW1/hits/{hit['HITId']}/")
     assert f"/worker/content/{hit['HITId']}/?hitId=" in preview
-    assert "height='450'" in preview
+    assert "height='450' sandbox='allow-forms allow-scripts'" in preview
     status, content = local_mturk.get(f"/worker/content/{hit['HITId']}/")
     assert status == 200
     assert "<p id='ask'>Is this a cat?</p>" in content

@@ -99,3 +99,65 @@ def test_a_worker_takes_a_qualification_test_in_the_browser(
     assert page.locator(f"#q-{type_id} a.take-test").count() == 0
     assert "no retries" in page.locator(f"#q-{type_id}").inner_text()
     page.screenshot(path=screens / "qualifications.png", full_page=True)
+
+
+HTML_WITH_SCRIPT = (
+    '<HTMLQuestion xmlns="http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/'
+    '2011-11-11/HTMLQuestion.xsd"><HTMLContent><![CDATA[<!DOCTYPE html><html><body>'
+    "<form id='mturk_form' method='post'><p>Is this a cat?</p>"
+    "<input type='hidden' name='assignmentId' id='assignmentId'>"
+    "<label><input type='radio' name='cat' value='yes'> yes</label>"
+    "<button id='send'>Send</button></form><script>"
+    "const q = new URLSearchParams(location.search);"
+    "document.getElementById('assignmentId').value = q.get('assignmentId');"
+    "document.getElementById('mturk_form').action = q.get('turkSubmitTo') + '/mturk/externalSubmit';"
+    "</script></body></html>]]></HTMLContent><FrameHeight>300</FrameHeight></HTMLQuestion>"
+)
+
+
+def test_an_html_question_runs_its_own_script_and_submits(
+    local_mturk, mturk, browser_page, tmp_path
+):
+    hit_id = mturk.create_hit(
+        Title="Cat or not",
+        Description="One click.",
+        Reward="0.05",
+        LifetimeInSeconds=3600,
+        AssignmentDurationInSeconds=600,
+        Question=HTML_WITH_SCRIPT,
+    )["HIT"]["HITId"]
+    local_mturk.worker("AW1")
+    page = browser_page
+    page.goto(f"{local_mturk.url}/worker/AW1/hits/{hit_id}/")
+    page.click("#accept")
+    frame = page.frame_locator("#question")
+    frame.locator("input[name=cat]").check()
+    page.screenshot(path=tmp_path / "html-question.png", full_page=True)
+    frame.locator("#send").click()
+    frame.locator("#submitted").wait_for()
+    [listed] = mturk.list_assignments_for_hit(HITId=hit_id)["Assignments"]
+    assert (
+        "<QuestionIdentifier>cat</QuestionIdentifier><FreeText>yes</FreeText>" in listed["Answer"]
+    )
+
+
+def test_framed_content_cannot_drive_the_control_api(local_mturk, mturk, browser_page):
+    script = (
+        "<script>fetch('/_control/balance', {method: 'POST', body: '{\"amount\": \"1.00\"}'})"
+        ".then(r => document.title = 'status ' + r.status)"
+        ".catch(() => document.title = 'blocked');</script>"
+    )
+    question = HTML_WITH_SCRIPT.replace("</body>", script + "</body>")
+    hit_id = mturk.create_hit(
+        Title="Greedy",
+        Description="Tries to change the balance.",
+        Reward="0.05",
+        LifetimeInSeconds=3600,
+        AssignmentDurationInSeconds=600,
+        Question=question,
+    )["HIT"]["HITId"]
+    local_mturk.worker("AW1")
+    browser_page.goto(f"{local_mturk.url}/worker/AW1/hits/{hit_id}/")
+    frame = browser_page.frame(url=lambda url: "/worker/content/" in url)
+    frame.wait_for_function("document.title.length > 0")
+    assert mturk.get_account_balance()["AvailableBalance"] == "10000.00"
