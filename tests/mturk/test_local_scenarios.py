@@ -365,3 +365,48 @@ def test_notification_settings_record_the_events_mturk_would_send(local_mturk, m
         mturk.update_notification_settings(
             HITTypeId=hit["HITTypeId"], Notification={**spec, "EventTypes": ["Ping"]}
         )
+
+
+def test_test_events_and_upload_urls_are_recorded_not_sent(local_mturk, mturk):
+    mturk.send_test_event_notification(
+        Notification={
+            "Destination": "researcher@example.org",
+            "Transport": "Email",
+            "Version": "2006-05-05",
+            "EventTypes": ["Ping"],
+        },
+        TestEventType="Ping",
+    )
+    hit = create_hit(mturk, question=HTML)
+    local_mturk.worker("AW1")
+    assignment_id, _ = accept_by_page(local_mturk, "AW1", hit["HITId"])
+    local_mturk.post_form("/mturk/externalSubmit", {"assignmentId": assignment_id, "cat": "x"})
+    url = mturk.get_file_upload_url(AssignmentId=assignment_id, QuestionIdentifier="cat")
+    assert url["FileUploadURL"].startswith("https://uploads.local-mturk.invalid/")
+    outbox = local_mturk.store.outbox()
+    assert [(o["kind"], o["destination"]) for o in outbox] == [
+        ("Email", "researcher@example.org"),
+        ("S3", url["FileUploadURL"]),
+    ]
+    assert outbox[0]["payload"]["Events"][0]["EventType"] == "Ping"
+
+
+def test_lists_page_through_every_item_with_their_own_tokens(local_mturk, mturk):
+    made = [create_hit(mturk, RequesterAnnotation=f"batch {i}")["HITId"] for i in range(5)]
+    seen, token, pages = [], None, 0
+    while True:
+        page = mturk.list_hits(MaxResults=2, **({"NextToken": token} if token else {}))
+        seen += [h["HITId"] for h in page["HITs"]]
+        pages += 1
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert (seen, pages) == (made, 3)
+    first = mturk.list_hits(MaxResults=2)["NextToken"]
+    with pytest.raises(mturk.exceptions.RequestError, match="not a token this call returned"):
+        mturk.list_reviewable_hits(NextToken=first)
+    system = mturk.list_qualification_types(MustBeRequestable=False, Query="locale")
+    assert [t["QualificationTypeId"] for t in system["QualificationTypes"]] == [
+        "00000000000000000071"
+    ]
+    assert mturk.list_qualification_types(MustBeRequestable=True, Query="locale")["NumResults"] == 0
