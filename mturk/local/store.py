@@ -358,13 +358,13 @@ class Store(
     def dispatch(self, operation: str, params: dict) -> dict:
         """Run requester ``operation`` on ``params`` (the request's JSON) in one transaction;
         the answer's JSON, or :class:`ApiError`."""
-        request_validate(operation, params)
         handler = getattr(self, f"op_{operation}", None)
-        if handler is None:  # a model operation without an implementation would be a bug
+        if handler is None:
             raise ApiError(
                 f"Operation {operation} is not supported by the local endpoint.",
                 type_="UnknownOperationException",
             )
+        request_validate(operation, params)
         with self._tx() as db:
             now = self._now(db)
             self._settle(db, now)

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import boto3
 import botocore.exceptions
 import pytest
-from botocore import UNSIGNED
+from botocore import UNSIGNED, xform_name
 from botocore.config import Config
 
 QUESTION = (
@@ -509,7 +509,7 @@ def test_every_operation_of_the_service_model_is_known_to_the_endpoint(clients):
     unknown = []
     for operation in OPERATIONS:
         try:
-            clients.loose._make_api_call(operation, {})
+            getattr(clients.loose, xform_name(operation))()
         except botocore.exceptions.ClientError as exc:
             if exc.response["Error"]["Code"] == "UnknownOperationException":
                 unknown.append(operation)
