@@ -175,7 +175,8 @@ def _hit_list(store: Store, worker_id: str) -> str:
         f"<tr><td><a class='hit' href='/worker/{quote(worker_id)}/hits/{quote(h['HITId'])}/'>"
         f"{escape(h['Title'])}</a></td><td>${escape(h['Reward'])}</td>"
         f"<td>{h['NumberOfAssignmentsAvailable']}</td>"
-        f"<td class='refused'>{escape(h['reason'])}</td></tr>"
+        f"<td class='refused'>{escape(h['reason'])}{_qualify_link(worker_id, h['reason'])}"
+        "</td></tr>"
         for h in hits
     )
     table = (
@@ -183,7 +184,25 @@ def _hit_list(store: Store, worker_id: str) -> str:
         if rows
         else "<p>No HITs available.</p>"
     )
-    return _page(f"HITs for {worker_id}", notice + links + table + inbox)
+    work = "".join(
+        f"<tr><td>{escape(a['title'])}</td><td>${escape(a['reward'])}</td>"
+        f"<td class='status'>{escape(a['status'])}</td><td>{escape(a['feedback'] or '')}</td>"
+        f"<td>{escape(a['bonuses'] or '')}</td></tr>"
+        for a in store.assignments_for_worker(worker_id)
+    )
+    done = (
+        "<h2>Your work</h2><table id='work'><tr><th>HIT</th><th>reward</th><th>status</th>"
+        f"<th>requester's feedback</th><th>bonus $</th></tr>{work}</table>"
+        if work
+        else ""
+    )
+    return _page(f"HITs for {worker_id}", notice + links + table + done + inbox)
+
+
+def _qualify_link(worker_id: str, reason: str) -> str:
+    if not reason.startswith("you do not qualify"):
+        return ""
+    return f" <a href='/worker/{quote(worker_id)}/qualifications/'>request qualifications</a>"
 
 
 def _preview(store: Store, worker_id: str, hit_id: str) -> str:

@@ -150,7 +150,19 @@ class QualificationsApi:
     # --- workers' scores --------------------------------------------------------------------
     def op_AssociateQualificationWithWorker(self, db, now, params):
         row = self._own_type(db, params["QualificationTypeId"])
-        self._grant(db, row["id"], params["WorkerId"], params.get("IntegerValue", 1), now)
+        value = params.get("IntegerValue", 1)
+        self._grant(db, row["id"], params["WorkerId"], value, now)
+        if params.get("SendNotification"):  # MTurk e-mails the worker; here it is listed
+            db.execute(
+                "INSERT INTO notifications (worker_id, subject, message, created) "
+                "VALUES (?, ?, ?, ?)",
+                (
+                    params["WorkerId"],
+                    f"Qualification granted: {row['name']}",
+                    f"You were granted {row['name']} with the value {value}.",
+                    now,
+                ),
+            )
         return {}
 
     def op_DisassociateQualificationFromWorker(self, db, now, params):

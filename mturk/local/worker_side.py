@@ -347,6 +347,22 @@ class WorkerSide:
             (type_id, worker_id, value, now),
         )
 
+    def assignments_for_worker(self, worker_id: str) -> list[dict]:
+        """The worker's submitted work, newest first: HIT title, status, the requester's
+        feedback and the bonuses paid on it."""
+        with self._tx() as db:
+            self._settle(db, self._now(db))
+            rows = db.execute(
+                "SELECT a.id, a.status, a.feedback, t.title, t.reward, "
+                "(SELECT group_concat(b.amount, ', ') FROM bonuses b WHERE b.assignment_id = a.id)"
+                " AS bonuses FROM assignments a JOIN hits h ON h.id = a.hit_id "
+                "JOIN hit_types t ON t.id = h.hit_type_id "
+                "WHERE a.worker_id=? AND a.status IN ('Submitted', 'Approved', 'Rejected') "
+                "ORDER BY a.submit_time DESC",
+                (worker_id,),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
     def worker_messages(self, worker_id: str) -> list[dict]:
         """The requester's NotifyWorkers messages to ``worker_id``, newest first."""
         with self._tx() as db:

@@ -410,3 +410,25 @@ def test_lists_page_through_every_item_with_their_own_tokens(local_mturk, mturk)
         "00000000000000000071"
     ]
     assert mturk.list_qualification_types(MustBeRequestable=True, Query="locale")["NumResults"] == 0
+
+
+def test_a_worker_refused_for_a_qualification_is_pointed_to_it_and_told_of_a_grant(
+    local_mturk, mturk
+):
+    type_id = mturk.create_qualification_type(
+        Name="Returning participant",
+        Description="Took part in wave 1.",
+        QualificationTypeStatus="Active",
+    )["QualificationType"]["QualificationTypeId"]
+    create_hit(
+        mturk, QualificationRequirements=[{"QualificationTypeId": type_id, "Comparator": "Exists"}]
+    )
+    local_mturk.worker("AW1")
+    _, page = local_mturk.get("/worker/AW1/")
+    assert "href='/worker/AW1/qualifications/'>request qualifications</a>" in page
+    mturk.associate_qualification_with_worker(
+        QualificationTypeId=type_id, WorkerId="AW1", IntegerValue=1, SendNotification=True
+    )
+    _, page = local_mturk.get("/worker/AW1/")
+    assert "request qualifications</a>" not in page
+    assert "Qualification granted: Returning participant" in page

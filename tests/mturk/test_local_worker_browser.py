@@ -57,11 +57,23 @@ def test_a_worker_answers_a_question_form_hit_in_the_browser(
     assert listed["WorkerId"] == "AW1"
     assert "<FreeText>blue</FreeText>" in listed["Answer"]
     assert "<FreeText>Rayleigh scattering</FreeText>" in listed["Answer"]
+    mturk.approve_assignment(AssignmentId=listed["AssignmentId"], RequesterFeedback="Clear.")
+    mturk.send_bonus(
+        WorkerId="AW1", AssignmentId=listed["AssignmentId"], BonusAmount="0.50", Reason="Thanks"
+    )
     mturk.notify_workers(
         Subject="Thank you", MessageText="A bonus follows on Monday.", WorkerIds=["AW1"]
     )
     page.goto(f"{local_mturk.url}/worker/AW1/")
     assert page.locator("#messages li").inner_text() == "Thank you: A bonus follows on Monday."
+    row = page.locator("#work tr").nth(1)
+    assert row.locator("td").all_inner_texts() == [
+        "Colours of the sky",
+        "$0.20",
+        "Approved",
+        "Clear.",
+        "0.50",
+    ]
     page.screenshot(path=screens / "messages.png", full_page=True)
 
 
