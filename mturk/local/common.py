@@ -18,6 +18,18 @@ CURRENCY = re.compile(r"^[0-9]+(\.)?[0-9]{0,2}$")
 WORKER_ID = re.compile(r"^A[A-Z0-9]{1,63}$")
 LIVE_STATUSES = ("Accepted", "Submitted", "Approved", "Rejected")
 LISTED_STATUSES = ("Submitted", "Approved", "Rejected")
+# MTurk's system qualification types: (name, description); workers cannot request them.
+SYSTEM_QUALIFICATIONS = {
+    LOCALE_QUALIFICATION: ("Worker_Locale", "The location of the worker (ISO 3166)."),
+    APPROVED_COUNT_QUALIFICATION: ("Worker_NumberHITsApproved", "HITs the worker had approved."),
+    APPROVAL_RATE_QUALIFICATION: (
+        "Worker_PercentAssignmentsApproved",
+        "Percentage of the worker's submitted assignments that were approved.",
+    ),
+    MASTERS_QUALIFICATIONS[0]: ("Masters", "Workers with the Masters qualification (sandbox)."),
+    MASTERS_QUALIFICATIONS[1]: ("Masters", "Workers with the Masters qualification."),
+}
+MAX_FEEDBACK_CHARS = 1024
 
 
 class ApiError(Exception):

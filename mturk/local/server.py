@@ -3,13 +3,16 @@
 Routes:
 
 ``POST /``
-    MTurk's requester API, JSON 1.1: ``X-Amz-Target: MTurkRequesterServiceV20170117.<Op>``.
+    MTurk's requester API, JSON 1.1: ``X-Amz-Target: MTurkRequesterServiceV20170117.<Op>``,
+    every operation of botocore's ``mturk`` model, each request checked against that model.
     Any request carrying an ``Authorization`` header is accepted (signatures are not checked).
 ``/_control/...``
     Test and demo controls (JSON in, JSON out): ``workers`` (add a simulated worker),
     ``faults`` (make the next ``count`` calls of ``operation`` throttle, fail with a
     ServiceFault, or be applied with the response dropped), ``accept``, ``return``,
-    ``submit``, ``clock`` (move time forward), ``balance``, ``GET state``.
+    ``submit``, ``qualification_request`` (a worker requests a qualification), ``clock`` (move
+    time forward), ``balance``, ``GET state`` (counts, workers, bonuses, messages and the outbox
+    of notifications that would have gone to AWS).
 ``/worker/...`` and ``POST /mturk/externalSubmit``
     The worker's side (:mod:`mturk.local.pages`).
 """
@@ -72,7 +75,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- dispatch ---------------------------------------------------------------------------
     def do_GET(self) -> None:
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
         store = self.server.store
         try:
             if path == "/_control/state":
@@ -81,10 +86,11 @@ class _Handler(BaseHTTPRequestHandler):
                     workers=store.workers(),
                     bonuses=store.bonuses(),
                     notifications=store.notifications(),
+                    outbox=store.outbox(),
                 )
                 self._json(200, state, "application/json")
                 return
-            status, text = pages.render_get(store, path, self.base_url)
+            status, text = pages.render_get(store, path, self.base_url, query)
             self._html(status, text)
         except ApiError as exc:
             self._html(400, pages.error_page(exc.message))
@@ -146,12 +152,23 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         try:
-            params = json.loads(body or b"{}")
+            try:
+                params = json.loads(body or b"{}")
+            except ValueError as exc:
+                raise ApiError(
+                    f"The request body is not JSON: {exc}", type_="SerializationException"
+                ) from None
             status, answer = 200, store.dispatch(operation, params)
         except ApiError as exc:
             status, answer = 400, exc.body()
         except (ValueError, KeyError, TypeError) as exc:
             status, answer = 400, ApiError(f"Invalid request: {exc}").body()
+        except Exception as exc:  # a bug here must still answer, as AWS's 500 would
+            self.log_error("%s failed: %r", operation, exc)
+            status = 500
+            answer = ApiError(
+                f"{operation} failed inside the local endpoint: {exc!r}", type_="InternalFailure"
+            ).body()
         if fault == "drop":
             # Applied (or refused), but the caller never hears back: close without answering.
             self.close_connection = True
@@ -160,6 +177,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _control(self, name: str, body: bytes) -> None:
         store = self.server.store
+        origin = self.headers.get("Origin")
+        if origin is not None and origin != self.base_url:
+            # A page (a HIT's framed content included) must not drive the simulation.
+            self._json(
+                403,
+                {"__type": "AccessDenied", "Message": f"Controls refuse origin {origin}."},
+                "application/json",
+            )
+            return
         try:
             data = json.loads(body or b"{}")
             if name == "workers":
@@ -176,6 +202,12 @@ class _Handler(BaseHTTPRequestHandler):
             elif name == "submit":
                 result = store.assignment_submit(
                     assignment_id=data["assignment_id"], answers=data.get("answers", {})
+                )
+            elif name == "qualification_request":
+                result = store.qualification_request(
+                    worker_id=data["worker_id"],
+                    type_id=data["type_id"],
+                    answers=data.get("answers"),
                 )
             elif name == "clock":
                 store.advance_clock(float(data["seconds"]))

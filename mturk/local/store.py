@@ -1,44 +1,39 @@
-"""State and rules of the local MTurk endpoint, kept in one SQLite file.
+"""State and plumbing of the local MTurk endpoint, kept in one SQLite file.
 
 Every operation runs in its own ``BEGIN IMMEDIATE`` transaction on its own connection, so
-concurrent requests from the threaded server are serialised by SQLite's write lock. Times are
-seconds since the epoch (``time.time()`` plus an adjustable offset, so tests can move the clock).
+concurrent requests from the threaded server are serialised by SQLite's write lock: a request
+is applied whole or not at all, and ``MaxAssignments`` and ``UniqueRequestToken`` stay exact
+under any number of clients. Times are seconds since the epoch (``time.time()`` plus an
+adjustable offset, so tests can move the clock). State files of earlier versions gain the new
+columns on open.
 
-MTurk's rules enforced here: a worker holds at most one live assignment per HIT and a HIT never
-has more live assignments than ``MaxAssignments``; qualification requirements are checked at
-accept (and preview/discovery when ``ActionsGuarded`` says so) against the simulated worker's
-locale, approved-HIT count, approval rate, Masters flag and granted qualifications;
-``UniqueRequestToken`` repeats within 24 h fail with the documented errors; only a Submitted
-assignment can be approved or rejected (a Rejected one can be approved with
-``OverrideRejection``); a bonus needs an assignment of that worker; a HIT is assignable only
-before its expiration; extending a HIT from fewer than 10 to 10 or more assignments is refused.
+The requester operations live by sub-domain in :mod:`~mturk.local.hits`,
+:mod:`~mturk.local.assignments`, :mod:`~mturk.local.qualifications`, :mod:`~mturk.local.workers`
+and :mod:`~mturk.local.notifications` (methods ``op_<Operation>``); the simulated workers' side in
+:mod:`~mturk.local.worker_side`; the response shapes in :mod:`~mturk.local.views`. Every request
+is first checked against botocore's service model (:mod:`~mturk.local.validation`).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import sqlite3
 import time
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
 
-from mturk.local.api import RequesterApi
-from mturk.local.common import (
-    APPROVAL_RATE_QUALIFICATION,
-    APPROVED_COUNT_QUALIFICATION,
-    LISTED_STATUSES,
-    LOCALE_QUALIFICATION,
-    MASTERS_QUALIFICATIONS,
-    TOKEN_LIFETIME_SECONDS,
-    WORKER_ID,
-    ApiError,
-    answer_xml,
-    fee,
-    money,
-    new_id,
-)
+from mturk.local.assignments import AssignmentsApi
+from mturk.local.common import TOKEN_LIFETIME_SECONDS, WORKER_ID, ApiError, fee, money
+from mturk.local.hits import HitsApi
+from mturk.local.notifications import NotificationsApi
+from mturk.local.qualifications import QualificationsApi
+from mturk.local.validation import request_validate
+from mturk.local.views import Views
+from mturk.local.worker_side import WorkerSide
+from mturk.local.workers import WorkersApi
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,8 +46,8 @@ CREATE TABLE IF NOT EXISTS hit_types (
     qualifications TEXT, created REAL);
 CREATE TABLE IF NOT EXISTS hits (
     id TEXT PRIMARY KEY, hit_type_id TEXT NOT NULL REFERENCES hit_types(id),
-    max_assignments INTEGER NOT NULL, question TEXT, annotation TEXT, created REAL,
-    expiration REAL);
+    max_assignments INTEGER NOT NULL CHECK (max_assignments >= 1), question TEXT,
+    annotation TEXT, created REAL, expiration REAL);
 CREATE TABLE IF NOT EXISTS assignments (
     id TEXT PRIMARY KEY, hit_id TEXT NOT NULL REFERENCES hits(id), worker_id TEXT NOT NULL,
     status TEXT NOT NULL, accept_time REAL, submit_time REAL, approval_time REAL,
@@ -66,6 +61,10 @@ CREATE TABLE IF NOT EXISTS qualification_types (
 CREATE TABLE IF NOT EXISTS qualifications (
     type_id TEXT NOT NULL, worker_id TEXT NOT NULL, value INTEGER, granted REAL,
     PRIMARY KEY (type_id, worker_id));
+CREATE TABLE IF NOT EXISTS qualification_requests (
+    id INTEGER PRIMARY KEY, type_id TEXT NOT NULL, worker_id TEXT NOT NULL, test TEXT,
+    answer TEXT, submitted REAL NOT NULL, status TEXT NOT NULL DEFAULT 'Pending',
+    reason TEXT, decided REAL);
 CREATE TABLE IF NOT EXISTS bonuses (
     id INTEGER PRIMARY KEY, worker_id TEXT, assignment_id TEXT, amount TEXT, reason TEXT,
     token TEXT, created REAL);
@@ -75,12 +74,39 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE TABLE IF NOT EXISTS notifications (
     id INTEGER PRIMARY KEY, worker_id TEXT, subject TEXT, message TEXT, created REAL);
 CREATE TABLE IF NOT EXISTS blocks (worker_id TEXT PRIMARY KEY, reason TEXT);
+CREATE TABLE IF NOT EXISTS notification_settings (
+    hit_type_id TEXT PRIMARY KEY, spec TEXT, active INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, destination TEXT, payload TEXT NOT NULL,
+    created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS faults (operation TEXT PRIMARY KEY, kind TEXT, remaining INTEGER);
 CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, operation TEXT, at REAL);
 """
+# Columns added after the first version; ``ALTER TABLE`` adds them to older state files.
+ADDED_COLUMNS = {
+    "hits": (
+        "review_status TEXT NOT NULL DEFAULT 'NotReviewed'",
+        "reviewing INTEGER NOT NULL DEFAULT 0",
+        "deleted REAL",
+        "assignment_policy TEXT",
+        "hit_policy TEXT",
+    ),
+    "qualification_types": (
+        "keywords TEXT",
+        "retry_delay INTEGER",
+        "test TEXT",
+        "answer_key TEXT",
+        "test_duration INTEGER",
+        "auto_granted INTEGER NOT NULL DEFAULT 0",
+        "auto_granted_value INTEGER NOT NULL DEFAULT 1",
+    ),
+    "qualifications": ("status TEXT NOT NULL DEFAULT 'Granted'",),
+}
 
 
-class Store(RequesterApi):
+class Store(
+    HitsApi, AssignmentsApi, QualificationsApi, WorkersApi, NotificationsApi, WorkerSide, Views
+):
     """The endpoint's state in the SQLite file ``path`` (created on first use)."""
 
     def __init__(self, path: str, *, balance: str = "10000.00") -> None:
@@ -89,6 +115,11 @@ class Store(RequesterApi):
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            for table, columns in ADDED_COLUMNS.items():
+                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column.split()[0] not in have:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
         finally:
             db.close()
         with self._tx() as db:
@@ -134,12 +165,14 @@ class Store(RequesterApi):
     def _settle(self, db: sqlite3.Connection, now: float) -> None:
         """Apply what time does: accepted past the deadline -> Abandoned; submitted past the
         auto-approval time -> Approved (paid)."""
-        db.execute(
-            "UPDATE assignments SET status='Abandoned' WHERE status='Accepted' AND deadline < ?",
-            (now,),
-        )
+        late = db.execute(
+            "SELECT id, hit_id FROM assignments WHERE status='Accepted' AND deadline < ?", (now,)
+        ).fetchall()
+        for row in late:
+            db.execute("UPDATE assignments SET status='Abandoned' WHERE id=?", (row["id"],))
+            self._event(db, now, row["hit_id"], "AssignmentAbandoned", row["id"])
         due = db.execute(
-            "SELECT a.id, t.reward, h.max_assignments FROM assignments a "
+            "SELECT a.id, a.hit_id, t.reward, h.max_assignments FROM assignments a "
             "JOIN hits h ON h.id = a.hit_id JOIN hit_types t ON t.id = h.hit_type_id "
             "WHERE a.status='Submitted' AND a.auto_approval_time < ?",
             (now,),
@@ -150,6 +183,67 @@ class Store(RequesterApi):
                 "UPDATE assignments SET status='Approved', approval_time=? WHERE id=?",
                 (now, row["id"]),
             )
+            self._event(db, now, row["hit_id"], "AssignmentApproved", row["id"])
+
+    def _event(self, db, now: float, hit_id: str, event: str, assignment_id: str = "") -> None:
+        """Record the notification MTurk would send for ``event`` on ``hit_id`` when its HIT
+        type's notification settings are active and ask for it (nothing is sent)."""
+        row = db.execute(
+            "SELECT s.spec, h.hit_type_id FROM hits h JOIN notification_settings s "
+            "ON s.hit_type_id = h.hit_type_id WHERE h.id=? AND s.active=1",
+            (hit_id,),
+        ).fetchone()
+        if row is None:
+            return
+        spec = json.loads(row["spec"])
+        if event not in spec["EventTypes"]:
+            return
+        self._outbox(db, now, spec, event, row["hit_type_id"], hit_id, assignment_id)
+
+    def _outbox(self, db, now, spec: dict, event: str, hit_type_id, hit_id, assignment_id) -> None:
+        message = {
+            "Events": [
+                {
+                    "EventType": event,
+                    "EventTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                    "HITTypeId": hit_type_id,
+                    "HITId": hit_id,
+                    "AssignmentId": assignment_id,
+                }
+            ],
+            "EventDocVersion": spec["Version"],
+        }
+        db.execute(
+            "INSERT INTO outbox (kind, destination, payload, created) VALUES (?, ?, ?, ?)",
+            (spec["Transport"], spec["Destination"], json.dumps(message), now),
+        )
+
+    def _page(self, operation: str, params: dict, items: list) -> tuple[list, dict]:
+        """One page of ``items`` and the answer's ``NumResults``/``NextToken``. The token is
+        opaque and bound to the operation and its filters: another call's token is refused."""
+        size = params.get("MaxResults") or 10
+        scope = {k: v for k, v in params.items() if k not in {"NextToken", "MaxResults"}}
+        digest = hashlib.sha256(
+            json.dumps([operation, scope], sort_keys=True).encode()
+        ).hexdigest()[:16]
+        start = 0
+        if params.get("NextToken"):
+            try:
+                raw = base64.urlsafe_b64decode(params["NextToken"].encode())
+                token_digest, start = json.loads(raw)
+                if token_digest != digest or not isinstance(start, int) or start < 0:
+                    raise ValueError
+            except ValueError:
+                raise ApiError(
+                    f"NextToken {params['NextToken']!r} is not a token this call returned.",
+                    "AWS.MechanicalTurk.InvalidNextToken",
+                ) from None
+        page = items[start : start + size]
+        extra: dict = {"NumResults": len(page)}
+        if start + size < len(items):
+            token = json.dumps([digest, start + size]).encode()
+            extra["NextToken"] = base64.urlsafe_b64encode(token).decode()
+        return page, extra
 
     def _pay(self, db: sqlite3.Connection, amount: Decimal, max_assignments: int) -> None:
         balance = Decimal(db.execute("SELECT value FROM meta WHERE key='balance'").fetchone()[0])
@@ -261,294 +355,16 @@ class Store(RequesterApi):
         with self._tx() as db:
             db.execute("UPDATE meta SET value=? WHERE key='balance'", (amount,))
 
-    # --- the worker's side ------------------------------------------------------------------
-    def _worker_qualifies(self, db, worker: sqlite3.Row, requirements: list, action: str) -> str:
-        """Empty string when ``worker`` meets every requirement guarding ``action``
-        (``"discover"``, ``"preview"`` or ``"accept"``), else the reason."""
-        guards = {
-            "accept": {"Accept", "PreviewAndAccept", "DiscoverPreviewAndAccept"},
-            "preview": {"PreviewAndAccept", "DiscoverPreviewAndAccept"},
-            "discover": {"DiscoverPreviewAndAccept"},
-        }[action]
-        for req in requirements:
-            guarded = req.get("ActionsGuarded") or (
-                "PreviewAndAccept" if req.get("RequiredToPreview") else "Accept"
-            )
-            if guarded not in guards:
-                continue
-            type_id = req["QualificationTypeId"]
-            comparator = req["Comparator"]
-            if type_id == LOCALE_QUALIFICATION:
-                value: Any = (worker["country"], worker["subdivision"])
-                wanted = [
-                    (loc["Country"], loc.get("Subdivision", ""))
-                    for loc in req.get("LocaleValues", [])
-                ]
-                ok = self._compare_locale(value, comparator, wanted)
-            else:
-                if type_id == APPROVED_COUNT_QUALIFICATION:
-                    value = worker["approved_count"]
-                elif type_id == APPROVAL_RATE_QUALIFICATION:
-                    value = worker["approval_rate"]
-                elif type_id in MASTERS_QUALIFICATIONS:
-                    value = 1 if worker["masters"] else None
-                else:
-                    row = db.execute(
-                        "SELECT value FROM qualifications WHERE type_id=? AND worker_id=?",
-                        (type_id, worker["id"]),
-                    ).fetchone()
-                    value = None if row is None else row["value"]
-                ok = self._compare(value, comparator, req.get("IntegerValues", []))
-            if not ok:
-                return f"requirement {type_id} {comparator} {req.get('IntegerValues') or req.get('LocaleValues') or ''} not met"
-        return ""
-
-    @staticmethod
-    def _compare_locale(value: tuple, comparator: str, wanted: list) -> bool:
-        def match(loc: tuple) -> bool:
-            return loc[0] == value[0] and (not loc[1] or loc[1] == value[1])
-
-        if comparator in {"EqualTo", "In"}:
-            return any(match(loc) for loc in wanted)
-        if comparator in {"NotEqualTo", "NotIn"}:
-            return not any(match(loc) for loc in wanted)
-        return comparator == "Exists"
-
-    @staticmethod
-    def _compare(value: int | None, comparator: str, wanted: list[int]) -> bool:
-        if comparator == "Exists":
-            return value is not None
-        if comparator == "DoesNotExist":
-            return value is None
-        if value is None:
-            return False
-        first = wanted[0] if wanted else None
-        checks = {
-            "LessThan": lambda: value < first,
-            "LessThanOrEqualTo": lambda: value <= first,
-            "GreaterThan": lambda: value > first,
-            "GreaterThanOrEqualTo": lambda: value >= first,
-            "EqualTo": lambda: value == first,
-            "NotEqualTo": lambda: value != first,
-            "In": lambda: value in wanted,
-            "NotIn": lambda: value not in wanted,
-        }
-        return bool(checks[comparator]())
-
-    def _hit_row(self, db, hit_id: str) -> sqlite3.Row:
-        row = db.execute(
-            "SELECT h.*, t.title, t.description, t.keywords, t.reward, t.duration, "
-            "t.auto_approval_delay, t.qualifications FROM hits h "
-            "JOIN hit_types t ON t.id = h.hit_type_id WHERE h.id=?",
-            (hit_id,),
-        ).fetchone()
-        if row is None:
-            raise ApiError(f"Hit {hit_id} does not exist.", "AWS.MechanicalTurk.HitDoesNotExist")
-        return row
-
-    def _hit_counts(self, db, hit_id: str) -> dict:
-        rows = db.execute(
-            "SELECT status, COUNT(*) AS n FROM assignments WHERE hit_id=? GROUP BY status",
-            (hit_id,),
-        ).fetchall()
-        return {r["status"]: r["n"] for r in rows}
-
-    def hits_for_worker(self, worker_id: str) -> list[dict]:
-        """HITs a worker can see: assignable, not guarded from discovery, with whether they
-        may accept and the reason when not."""
-        with self._tx() as db:
-            now = self._now(db)
-            self._settle(db, now)
-            worker = self._worker_row(db, worker_id)
-            out = []
-            for row in db.execute("SELECT id FROM hits ORDER BY created").fetchall():
-                hit = self._hit_view(db, row["id"], now)
-                if hit["HITStatus"] != "Assignable":
-                    continue
-                reqs = json.loads(self._hit_row(db, row["id"])["qualifications"])
-                if self._worker_qualifies(db, worker, reqs, "discover"):
-                    continue
-                hit["reason"] = self._accept_refusal(db, worker, row["id"], now)
-                out.append(hit)
-        return out
-
-    @staticmethod
-    def _worker_row(db, worker_id: str) -> sqlite3.Row:
-        worker = db.execute("SELECT * FROM workers WHERE id=?", (worker_id,)).fetchone()
-        if worker is None:
-            raise ApiError(f"No simulated worker {worker_id!r}.")
-        return worker
-
-    def _accept_refusal(self, db, worker: sqlite3.Row, hit_id: str, now: float) -> str:
-        hit = self._hit_row(db, hit_id)
-        if hit["expiration"] <= now:
-            return "this HIT has expired"
-        if db.execute("SELECT 1 FROM blocks WHERE worker_id=?", (worker["id"],)).fetchone():
-            return "you are blocked by this requester"
-        reason = self._worker_qualifies(db, worker, json.loads(hit["qualifications"]), "accept")
-        if reason:
-            return f"you do not qualify: {reason}"
-        mine = db.execute(
-            "SELECT 1 FROM assignments WHERE hit_id=? AND worker_id=? AND status IN "
-            "('Accepted', 'Submitted', 'Approved', 'Rejected')",
-            (hit_id, worker["id"]),
-        ).fetchone()
-        if mine:
-            return "you already worked on this HIT"
-        live = db.execute(
-            "SELECT COUNT(*) FROM assignments WHERE hit_id=? AND status IN "
-            "('Accepted', 'Submitted', 'Approved', 'Rejected')",
-            (hit_id,),
-        ).fetchone()[0]
-        if live >= hit["max_assignments"]:
-            return "no assignments are left on this HIT"
-        return ""
-
-    def hit_preview(self, *, worker_id: str, hit_id: str) -> dict:
-        with self._tx() as db:
-            now = self._now(db)
-            self._settle(db, now)
-            worker = self._worker_row(db, worker_id)
-            hit = self._hit_row(db, hit_id)
-            reason = self._worker_qualifies(
-                db, worker, json.loads(hit["qualifications"]), "preview"
-            )
-            if reason:
-                raise ApiError(f"You cannot preview this HIT: {reason}.")
-            view = self._hit_view(db, hit_id, now)
-            view["reason"] = self._accept_refusal(db, worker, hit_id, now)
-            return view
-
-    def assignment_accept(self, *, worker_id: str, hit_id: str) -> dict:
-        """Worker ``worker_id`` accepts HIT ``hit_id``; returns the assignment (``ApiError``
-        with the reason when refused)."""
-        with self._tx() as db:
-            now = self._now(db)
-            self._settle(db, now)
-            worker = self._worker_row(db, worker_id)
-            reason = self._accept_refusal(db, worker, hit_id, now)
-            if reason:
-                raise ApiError(f"Worker {worker_id} cannot accept HIT {hit_id}: {reason}.")
-            hit = self._hit_row(db, hit_id)
-            assignment_id = new_id()
-            db.execute(
-                "INSERT INTO assignments (id, hit_id, worker_id, status, accept_time, deadline) "
-                "VALUES (?, ?, ?, 'Accepted', ?, ?)",
-                (assignment_id, hit_id, worker_id, now, now + hit["duration"]),
-            )
-            return self._assignment_view(db, assignment_id)
-
-    def assignment_return(self, *, assignment_id: str) -> dict:
-        with self._tx() as db:
-            row = db.execute("SELECT * FROM assignments WHERE id=?", (assignment_id,)).fetchone()
-            if row is None or row["status"] != "Accepted":
-                raise ApiError(
-                    f"Assignment {assignment_id} is not accepted; it cannot be returned."
-                )
-            db.execute("UPDATE assignments SET status='Returned' WHERE id=?", (assignment_id,))
-            return self._assignment_view(db, assignment_id)
-
-    def assignment_submit(self, *, assignment_id: str, answers: dict[str, str]) -> dict:
-        """``/mturk/externalSubmit``: the accepted, unexpired assignment becomes Submitted."""
-        with self._tx() as db:
-            now = self._now(db)
-            self._settle(db, now)
-            row = db.execute("SELECT * FROM assignments WHERE id=?", (assignment_id,)).fetchone()
-            if row is None:
-                raise ApiError(f"Assignment {assignment_id!r} does not exist.")
-            if row["status"] != "Accepted":
-                raise ApiError(
-                    f"Assignment {assignment_id} is {row['status']}; only an accepted assignment "
-                    "can be submitted."
-                )
-            hit = self._hit_row(db, row["hit_id"])
-            answer = json.dumps(answers, sort_keys=True)
-            db.execute(
-                "UPDATE assignments SET status='Submitted', submit_time=?, answer=?, "
-                "auto_approval_time=? WHERE id=?",
-                (now, answer, now + hit["auto_approval_delay"], assignment_id),
-            )
-            return self._assignment_view(db, assignment_id)
-
-    def hit_get(self, hit_id: str) -> dict:
-        with self._tx() as db:
-            return self._hit_view(db, hit_id, self._now(db))
-
-    def assignment_get_local(self, assignment_id: str) -> dict:
-        with self._tx() as db:
-            return self._assignment_view(db, assignment_id, any_status=True)
-
-    # --- views ------------------------------------------------------------------------------
-    def _hit_view(self, db, hit_id: str, now: float) -> dict:
-        hit = self._hit_row(db, hit_id)
-        counts = self._hit_counts(db, hit_id)
-        pending = counts.get("Accepted", 0)
-        completed = sum(counts.get(s, 0) for s in LISTED_STATUSES)
-        available = max(hit["max_assignments"] - pending - completed, 0)
-        if hit["expiration"] > now and available > 0:
-            status = "Assignable"
-        elif pending > 0 and hit["expiration"] > now:
-            status = "Unassignable"
-        else:
-            status = "Reviewable"
-        return {
-            "HITId": hit["id"],
-            "HITTypeId": hit["hit_type_id"],
-            "HITGroupId": hit["hit_type_id"],
-            "CreationTime": hit["created"],
-            "Title": hit["title"],
-            "Description": hit["description"],
-            "Question": hit["question"],
-            "Keywords": hit["keywords"],
-            "HITStatus": status,
-            "MaxAssignments": hit["max_assignments"],
-            "Reward": hit["reward"],
-            "AutoApprovalDelayInSeconds": hit["auto_approval_delay"],
-            "Expiration": hit["expiration"],
-            "AssignmentDurationInSeconds": hit["duration"],
-            "RequesterAnnotation": hit["annotation"] or "",
-            "QualificationRequirements": json.loads(hit["qualifications"]),
-            "HITReviewStatus": "NotReviewed",
-            "NumberOfAssignmentsPending": pending,
-            "NumberOfAssignmentsAvailable": available,
-            "NumberOfAssignmentsCompleted": completed,
-        }
-
-    def _assignment_view(self, db, assignment_id: str, *, any_status: bool = True) -> dict:
-        row = db.execute("SELECT * FROM assignments WHERE id=?", (assignment_id,)).fetchone()
-        if row is None or (not any_status and row["status"] not in LISTED_STATUSES):
-            raise ApiError(
-                f"Assignment {assignment_id} does not exist or is not submitted.",
-                "AWS.MechanicalTurk.AssignmentDoesNotExist",
-            )
-        view = {
-            "AssignmentId": row["id"],
-            "WorkerId": row["worker_id"],
-            "HITId": row["hit_id"],
-            "AssignmentStatus": row["status"],
-            "AcceptTime": row["accept_time"],
-            "Deadline": row["deadline"],
-        }
-        for key, column in (
-            ("SubmitTime", "submit_time"),
-            ("AutoApprovalTime", "auto_approval_time"),
-            ("ApprovalTime", "approval_time"),
-            ("RejectionTime", "rejection_time"),
-            ("RequesterFeedback", "feedback"),
-        ):
-            if row[column] is not None:
-                view[key] = row[column]
-        if row["answer"] is not None:
-            view["Answer"] = answer_xml(json.loads(row["answer"]))
-        return view
-
     def dispatch(self, operation: str, params: dict) -> dict:
+        """Run requester ``operation`` on ``params`` (the request's JSON) in one transaction;
+        the answer's JSON, or :class:`ApiError`."""
         handler = getattr(self, f"op_{operation}", None)
         if handler is None:
             raise ApiError(
                 f"Operation {operation} is not supported by the local endpoint.",
                 type_="UnknownOperationException",
             )
+        request_validate(operation, params)
         with self._tx() as db:
             now = self._now(db)
             self._settle(db, now)
@@ -561,3 +377,9 @@ class Store(RequesterApi):
     def bonuses(self) -> list[dict]:
         with self._tx() as db:
             return [dict(r) for r in db.execute("SELECT * FROM bonuses ORDER BY id")]
+
+    def outbox(self) -> list[dict]:
+        """What the endpoint would have sent to SQS, SNS, e-mail or S3, oldest first."""
+        with self._tx() as db:
+            rows = db.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+        return [dict(r, payload=json.loads(r["payload"])) for r in rows]
