@@ -10,7 +10,8 @@ class SaliencyMap(models.Model):
     The backbone config and its weights' hash come with ``feature_set``; ``method_config`` is
     the method's full config (``{"method": "sbsm", "block": 20, ...}``). ``raw_key`` is the map
     as a float16 ``.npy`` (H, W) in the backbone's input frame, ``overlay_key`` the PNG shown to
-    workers, rendered with the normalisation of its study (``vmax``); both are storage keys.
+    workers, drawn as ``overlay_config`` says (``explain.render.OverlayStyle``: colormap, opacity,
+    scale per map or per study, and the ``vmin``/``vmax`` used); both are storage keys.
     """
 
     feature_set = models.ForeignKey(
@@ -27,6 +28,11 @@ class SaliencyMap(models.Model):
     overlay_key = models.CharField(max_length=500, blank=True)
     map_max = models.FloatField(help_text="Largest value of the raw map (distance units).")
     vmax = models.FloatField(null=True, blank=True, help_text="Value drawn at full colour.")
+    overlay_config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="How the overlay was drawn: explain.render.OverlayStyle's config, vmin, vmax.",
+    )
     seconds = models.FloatField(help_text="Compute time of this map, masked embeddings included.")
     from_cache = models.BooleanField(default=False, help_text="Masked embeddings were cached.")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,25 +1,28 @@
-"""Saliency maps as workers see them: one normalisation per study, PNG overlays, npy bytes.
+"""Saliency maps as workers see them: overlay styles, PNG overlays, a colour bar, npy bytes.
 
-Normalisation
--------------
-Every map of a study goes through the same affine scaling, so a colour means the same saliency
-on every result a worker compares (a per-map max would paint the strongest region of a weak
-result as hot as that of a strong one)::
+The papers' look (default)
+--------------------------
+Seed 000 (Fig. 2, 3, 5) and seed 001 (Fig. 3) show each SBSM as a heat map laid over the whole
+result: "hotter" regions contribute more to the match with the query, cooler ones less. The
+default :class:`OverlayStyle` draws that way::
 
-    vmin = 0                                    (SBSM maps are >= 0; 0 = "no effect")
-    vmax = 99th percentile of all map values of the study
-    t    = clip((value - vmin) / (vmax - vmin), 0, 1)
+    t       = clip((value - vmin) / (vmax - vmin), 0, 1)        per pixel, in [0, 1]
+    colour  = colormap(t)                                       "jet": blue (t=0) .. red (t=1)
+    pixel   = (1 - alpha) * image + alpha * colour              one opacity for every pixel
 
-The percentile rather than the maximum keeps a few extreme pixels from washing every other map
-out; the top 1 % saturate. If the percentile is 0 (almost all values 0) the maximum is used, and
-if that is 0 too the range is (0, 1), so every map renders as the bare image.
+and with ``scale="map"`` each map spans the whole colormap, ``vmin``/``vmax`` its own minimum
+and maximum (as the papers' figures, where each result has a hot and a cool end). A flat map
+(maximum equal to minimum) is drawn at ``t = 0`` all over: cool, nothing matters more.
 
-Overlay
--------
-The map, resized bilinearly to the image, is coloured by a perceptually uniform matplotlib
-colormap (inferno by default) and blended over the image with a per-pixel opacity
-``alpha * t``: where ``t = 0`` the pixel is exactly the image's, where ``t = 1`` it is
-``(1 - alpha) * image + alpha * top colour``.
+``scale="study"`` instead shares one range across every map of a study, ``vmin = 0`` (SBSM maps
+are >= 0) and ``vmax`` the 99th percentile of the maps' maxima (:func:`study_normaliser`), so a
+colour means the same saliency on every result a worker compares; a weak result then stays
+cool all over. ``blend="ramp"`` makes the opacity ``alpha * t`` (the colour fades out where
+the map is low), the platform's former rendering, which leaves most of a result untinted.
+
+Every overlay's style and range travel together (:meth:`OverlayStyle.get_config` plus
+``vmin``/``vmax``), stored beside the overlay, so the analysis knows what each worker saw and
+a re-rendering needs only the stored raw map.
 
 No Django and no pyplot here (STYLE habit 9; the colormap registry needs no backend).
 """
@@ -28,8 +31,9 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -38,6 +42,9 @@ from PIL import Image
 
 __all__ = [
     "MapNormaliser",
+    "OverlayStyle",
+    "colorbar_gradient_css",
+    "map_range",
     "map_to_npy_bytes",
     "npy_bytes_to_map",
     "render_overlay",
@@ -45,6 +52,112 @@ __all__ = [
 ]
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
+_SCALES = ("map", "study")
+_BLENDS = ("fixed", "ramp")
+
+
+def _colormap(name: str):
+    try:
+        return matplotlib.colormaps[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown colormap {name!r}") from None
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    """How a saliency map is drawn over its result (module docstring).
+
+    Parameters
+    ----------
+    colormap : str, default "jet"
+        A name in ``matplotlib.colormaps``; "jet" is the papers' blue-to-red heat map.
+    alpha : float in (0, 1], default 0.5
+        Opacity of the colour: everywhere with ``blend="fixed"``, where ``t = 1`` with "ramp".
+    scale : {"map", "study"}, default "map"
+        The range of each map on its own (the papers' figures) or one range for the study.
+    blend : {"fixed", "ramp"}, default "fixed"
+        One opacity over the whole result, or an opacity growing with the value.
+    percentile : float in (0, 100], default 99.0
+        With ``scale="study"``: the percentile of the maps' maxima drawn at full colour.
+
+    Raises
+    ------
+    ValueError
+        Any parameter out of range, named in the message.
+    """
+
+    colormap: str = "jet"
+    alpha: float = 0.5
+    scale: str = "map"
+    blend: str = "fixed"
+    percentile: float = 99.0
+
+    def __post_init__(self) -> None:
+        _colormap(self.colormap)
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float):
+            raise ValueError(f"overlay alpha must be a number in (0, 1], got {self.alpha!r}")
+        if not 0.0 < float(self.alpha) <= 1.0:
+            raise ValueError(f"overlay alpha must be in (0, 1], got {self.alpha!r}")
+        if self.scale not in _SCALES:
+            raise ValueError(f"overlay scale must be one of {_SCALES}, got {self.scale!r}")
+        if self.blend not in _BLENDS:
+            raise ValueError(f"overlay blend must be one of {_BLENDS}, got {self.blend!r}")
+        if isinstance(self.percentile, bool) or not isinstance(self.percentile, int | float):
+            raise ValueError(f"overlay percentile must be a number, got {self.percentile!r}")
+        if not 0.0 < float(self.percentile) <= 100.0:
+            raise ValueError(f"overlay percentile must be in (0, 100], got {self.percentile!r}")
+        object.__setattr__(self, "alpha", float(self.alpha))
+        object.__setattr__(self, "percentile", float(self.percentile))
+
+    def get_config(self) -> dict[str, Any]:
+        """The style as a JSON-able dict; ``OverlayStyle(**style.get_config()) == style``."""
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> OverlayStyle:
+        """The style of a (possibly partial) config; missing keys take the defaults.
+
+        ValueError names an unknown key or a bad value.
+        """
+        config = dict(config or {})
+        unknown = sorted(set(config) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(
+                f"unknown overlay setting(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}"
+            )
+        return cls(**config)
+
+    def range_of(
+        self, saliency: ArrayLike, study_range: tuple[float, float] | None = None
+    ) -> tuple[float, float]:
+        """``(vmin, vmax)`` to draw ``saliency`` with: its own range, or ``study_range``.
+
+        ValueError when the scale is "study" and no ``study_range`` is given.
+        """
+        if self.scale == "map":
+            return map_range(saliency)
+        if study_range is None:
+            raise ValueError("an overlay at the study's scale needs the study's (vmin, vmax)")
+        return _check_range(*study_range)
+
+    def render(
+        self,
+        image: Image.Image | np.ndarray,
+        saliency: ArrayLike,
+        study_range: tuple[float, float] | None = None,
+    ) -> tuple[bytes, dict[str, Any]]:
+        """The overlay PNG and the config it was drawn with (the style plus ``vmin``/``vmax``)."""
+        vmin, vmax = self.range_of(saliency, study_range)
+        png = render_overlay(
+            image,
+            saliency,
+            vmin=vmin,
+            vmax=vmax,
+            alpha=self.alpha,
+            colormap=self.colormap,
+            blend=self.blend,
+        )
+        return png, {**self.get_config(), "vmin": vmin, "vmax": vmax}
 
 
 def _check_map(saliency: ArrayLike) -> np.ndarray:
@@ -145,6 +258,19 @@ def study_normaliser(
     return vmin, vmax
 
 
+def map_range(saliency: ArrayLike) -> tuple[float, float]:
+    """``(vmin, vmax)`` of one map on its own scale: its minimum and maximum.
+
+    A flat map gets ``(value, value + 1)``, so it draws at ``t = 0`` everywhere.
+    ValueError for a map that is not a finite, non-empty (h, w) array.
+    """
+    values = _check_map(saliency)
+    vmin, vmax = float(values.min()), float(values.max())
+    if vmax <= vmin:
+        vmax = vmin + 1.0
+    return vmin, vmax
+
+
 def _image_array(image: Image.Image | np.ndarray) -> np.ndarray:
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
@@ -164,9 +290,10 @@ def render_overlay(
     vmin: float,
     vmax: float,
     alpha: float = 0.5,
-    colormap: str = "inferno",
+    colormap: str = "jet",
+    blend: str = "fixed",
 ) -> bytes:
-    """The saliency map blended over its image, as PNG bytes.
+    """The saliency map drawn over its image, as PNG bytes (module docstring).
 
     Parameters
     ----------
@@ -175,11 +302,14 @@ def render_overlay(
     saliency : array-like of shape (h, w), finite
         The map; resized bilinearly to (H, W) when its size differs.
     vmin, vmax : float
-        The study's normalisation (:func:`study_normaliser`), ``vmax > vmin``.
+        The range drawn from the colormap's first to its last colour, ``vmax > vmin``
+        (:func:`map_range` or :func:`study_normaliser`).
     alpha : float in [0, 1], default 0.5
-        Opacity of the colour where the normalised value is 1; it falls linearly to 0.
-    colormap : str, default "inferno"
-        A name in ``matplotlib.colormaps``; pick a perceptually uniform one.
+        Opacity of the colour: on every pixel (``blend="fixed"``) or where ``t = 1``
+        (``blend="ramp"``, falling linearly to 0 at ``t = 0``).
+    colormap : str, default "jet"
+        A name in ``matplotlib.colormaps``.
+    blend : {"fixed", "ramp"}, default "fixed"
 
     Returns
     -------
@@ -190,17 +320,16 @@ def render_overlay(
     ------
     ValueError
         Bad image or map shape, non-finite values, ``vmax <= vmin``, ``alpha`` outside
-        [0, 1] or an unknown colormap.
+        [0, 1], an unknown colormap or blend.
     """
     pixels = _image_array(image)
     values = _check_map(saliency)
     normaliser = MapNormaliser(vmin, vmax)
-    if not (isinstance(alpha, int | float) and 0.0 <= alpha <= 1.0):
+    if isinstance(alpha, bool) or not (isinstance(alpha, int | float) and 0.0 <= alpha <= 1.0):
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-    try:
-        cmap = matplotlib.colormaps[colormap]
-    except KeyError:
-        raise ValueError(f"unknown colormap {colormap!r}") from None
+    if blend not in _BLENDS:
+        raise ValueError(f"blend must be one of {_BLENDS}, got {blend!r}")
+    cmap = _colormap(colormap)
     height, width = pixels.shape[:2]
     if values.shape != (height, width):
         # Resize the raw values, then normalise: clipping after interpolation keeps the
@@ -212,12 +341,29 @@ def render_overlay(
         )
     t = normaliser(values)
     colours = cmap(t)[..., :3] * 255.0  # (H, W, 3) in [0, 255]
-    opacity = (float(alpha) * t)[..., None]
+    opacity = np.float32(alpha) if blend == "fixed" else (float(alpha) * t)[..., None]
     blended = pixels * (1.0 - opacity) + colours * opacity
     out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(out).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def colorbar_gradient_css(colormap: str = "jet", *, stops: int = 11) -> str:
+    """A CSS ``linear-gradient`` from the colormap's low end (left) to its high end (right).
+
+    What a page's colour bar draws beside the overlays, so that "warm = matters more to the
+    match" is read off the same colours. ``stops`` evenly spaced colours, >= 2.
+    ValueError for an unknown colormap or fewer than two stops.
+    """
+    if isinstance(stops, bool) or not isinstance(stops, int) or stops < 2:
+        raise ValueError(f"a colour bar needs at least 2 stops, got {stops!r}")
+    cmap = _colormap(colormap)
+    parts = []
+    for i, t in enumerate(np.linspace(0.0, 1.0, stops)):
+        red, green, blue = (round(c * 255) for c in cmap(float(t))[:3])
+        parts.append(f"rgb({red}, {green}, {blue}) {round(100 * i / (stops - 1))}%")
+    return "linear-gradient(to right, " + ", ".join(parts) + ")"
 
 
 def map_to_npy_bytes(saliency: ArrayLike) -> bytes:

@@ -38,13 +38,18 @@ def saliency_precompute_chunk(
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def saliency_overlays_render(feature_set_id: int, config_key: str) -> int:
-    """Render the overlays of one (feature set, method config) group; idempotent."""
+def saliency_overlays_render(
+    feature_set_id: int, config_key: str, style: dict | None = None
+) -> int:
+    """Draw the overlays of one (feature set, method config) group in ``style`` (an
+    ``OverlayStyle`` config; None: the default); idempotent."""
     from retrieval.models import FeatureSet
 
     from .services import saliency_overlays_render as render
 
-    return render(feature_set=FeatureSet.objects.get(pk=feature_set_id), config_key=config_key)
+    return render(
+        feature_set=FeatureSet.objects.get(pk=feature_set_id), config_key=config_key, style=style
+    )
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

@@ -11,7 +11,7 @@ from .maps import (
     saliency_overlays_render,
     saliency_precompute_chunk,
 )
-from .precompute import PrecomputeReport, saliency_precompute_study
+from .precompute import PrecomputeReport, saliency_precompute_study, study_overlay_style
 
 __all__ = [
     "PrecomputeReport",
@@ -20,4 +20,5 @@ __all__ = [
     "saliency_overlays_render",
     "saliency_precompute_chunk",
     "saliency_precompute_study",
+    "study_overlay_style",
 ]

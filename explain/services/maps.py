@@ -16,8 +16,9 @@ import hashlib
 import inspect
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from ..cache import MaskedEmbeddingCache, cache_key
 from ..models import SaliencyMap
 from ..registry import get_method, method_from_config
 from ..registry import method_config as config_of
-from ..render import map_to_npy_bytes, npy_bytes_to_map, render_overlay, study_normaliser
+from ..render import OverlayStyle, map_to_npy_bytes, npy_bytes_to_map, study_normaliser
 
 # Built backbones of this process, by (backbone config, weights hash): a study's precompute calls
 # the services once per result image, and rebuilding ResNet50 each time would cost more than
@@ -179,6 +180,7 @@ def _save_map(
             "from_cache": from_cache,
             "overlay_key": "",
             "vmax": None,
+            "overlay_config": {},
         },
     )
     return row
@@ -340,21 +342,33 @@ def saliency_precompute_chunk(
     return len(todo)
 
 
-def saliency_overlays_render(*, feature_set: FeatureSet, config_key: str) -> int:
-    """Render every map of (feature set, method config) with one shared normalisation.
+def saliency_overlays_render(
+    *,
+    feature_set: FeatureSet,
+    config_key: str,
+    style: OverlayStyle | Mapping[str, Any] | None = None,
+) -> int:
+    """Draw the overlay of every map of (feature set, method config) in ``style``.
 
-    All maps of the group are drawn with the same ``vmin``/``vmax`` (``explain.render``), so
-    equal values look equal across results. A study's with-XAI condition has one feature set
-    and one method config, so every map of the study and condition lies in one group and
-    shares its normalisation. The group is wider than one study when several studies share
-    the feature set and config (their maps are the same rows); its ``vmax`` then covers all
-    of their maps, and rendering after another study added maps redraws every overlay of the
-    group at the new ``vmax`` (still one normalisation for all, but a live study's overlays
-    change colour scale: precompute a new study before the one sharing its group goes live).
+    ``style`` is an :class:`explain.render.OverlayStyle` or its (partial) config; None is the
+    default, the papers' look (the colormap over the whole result at a fixed opacity, each map
+    on its own scale). With ``scale="study"`` every map of the group is drawn at one range,
+    ``vmin = 0`` and ``vmax`` the percentile of the group's map maxima, so equal values look
+    equal across results; a study's with-XAI condition has one feature set and one method
+    config, so its maps lie in one group. The group is wider than one study when several
+    studies share the feature set and config (their maps are the same rows); a second study
+    with another style or a wider range then redraws the shared overlays (precompute a study
+    before the one sharing its group goes live).
 
-    Idempotent: an overlay already drawn at the group's current ``vmax`` is left as it is, so
-    a second call writes nothing. Returns the number of overlays written.
+    Re-rendering reads the stored raw map (``raw_key``); nothing is recomputed. The config
+    each overlay was drawn with (style, ``vmin``, ``vmax``) is stored in ``overlay_config``.
+
+    Idempotent: an overlay already drawn in ``style`` at its range is left as it is, so a
+    second call writes nothing. Returns the number of overlays written. ValueError for a bad
+    style, named.
     """
+    if not isinstance(style, OverlayStyle):
+        style = OverlayStyle.from_config(style)
     maps = list(
         SaliencyMap.objects.filter(feature_set=feature_set, config_key=config_key).select_related(
             "result__directory"
@@ -362,8 +376,18 @@ def saliency_overlays_render(*, feature_set: FeatureSet, config_key: str) -> int
     )
     if not maps:
         return 0
-    vmin, vmax = study_normaliser([m.map_max for m in maps])
-    stale = [row for row in maps if not (row.overlay_key and row.vmax == vmax)]
+    study_range = None
+    if style.scale == "study":
+        study_range = study_normaliser([m.map_max for m in maps], percentile=style.percentile)
+    wanted = style.get_config()
+
+    def drawn_as_wanted(row: SaliencyMap) -> bool:
+        drawn = row.overlay_config or {}
+        if not row.overlay_key or {name: drawn.get(name) for name in wanted} != wanted:
+            return False
+        return study_range is None or (drawn.get("vmin"), drawn.get("vmax")) == study_range
+
+    stale = [row for row in maps if not drawn_as_wanted(row)]
     if not stale:
         return 0
     backbone = _backbone_of(feature_set)
@@ -371,8 +395,9 @@ def saliency_overlays_render(*, feature_set: FeatureSet, config_key: str) -> int
         with default_storage.open(row.raw_key, "rb") as handle:
             saliency = npy_bytes_to_map(handle.read())
         view = _model_view(backbone, _open_rgb(row.result))
-        png = render_overlay(view, saliency, vmin=vmin, vmax=vmax)
+        png, drawn = style.render(view, saliency, study_range)
         row.overlay_key = _store(row.raw_key.removesuffix(".npy") + ".png", png)
-        row.vmax = vmax
-        row.save(update_fields=["overlay_key", "vmax"])
+        row.vmax = drawn["vmax"]
+        row.overlay_config = drawn
+        row.save(update_fields=["overlay_key", "vmax", "overlay_config"])
     return len(stale)

@@ -6,9 +6,9 @@ exist, and groups the rest **per result image**: one chunk holds every query tha
 result under one method config, so SBSM's masked embeddings of the result are computed once and
 serve all of them (:func:`explain.services.maps.saliency_precompute_chunk`).
 
-Then, per (feature set, method config) group, the overlays are rendered with one shared
-normalisation (:func:`explain.services.maps.saliency_overlays_render`), after every map of the
-group exists, so every map of a study and condition is drawn at the same scale.
+Then, per (feature set, method config) group, the overlays are drawn in the study's overlay
+style (:func:`study_overlay_style`, :func:`explain.services.maps.saliency_overlays_render`),
+after every map of the group exists, so that a style at the study's scale covers every map.
 
 Two ways to run it:
 
@@ -31,10 +31,11 @@ from django.db import transaction
 from retrieval.models import FeatureSet, Image
 from studyplatform.studies.models import Study
 
+from ..render import OverlayStyle
 from ..selectors import PlanGroup, SaliencyPlan, existing_pairs, saliency_plan
 from .maps import method_config_full, saliency_overlays_render, saliency_precompute_chunk
 
-__all__ = ["PrecomputeReport", "saliency_precompute_study"]
+__all__ = ["PrecomputeReport", "saliency_precompute_study", "study_overlay_style"]
 
 #: ``progress(done, total)``: maps of the plan that exist, after each map computed in process.
 Progress = Callable[[int, int], None]
@@ -81,6 +82,15 @@ class PrecomputeReport:
         return self.total - self.existing
 
 
+def study_overlay_style(*, study: Study) -> OverlayStyle:
+    """How the study's overlays are drawn: its spec's ``overlay`` settings over the defaults
+    (:class:`explain.render.OverlayStyle`: the papers' look, each map on its own scale).
+
+    ValueError names a bad setting.
+    """
+    return OverlayStyle.from_config((study.spec or {}).get("overlay"))
+
+
 def _missing_chunks(
     plan: SaliencyPlan,
 ) -> tuple[int, list[tuple[PlanGroup, dict[int, list[int]]]]]:
@@ -122,6 +132,7 @@ def saliency_precompute_study(
         A with-XAI condition whose method config is invalid (named in the message), or weights
         changed since the feature set's extraction; raised before anything is computed.
     """
+    style = study_overlay_style(study=study)
     plan = saliency_plan(study=study)
     existing, work = _missing_chunks(plan)
     feature_set = FeatureSet.objects.get(pk=plan.feature_set_id)
@@ -144,7 +155,7 @@ def saliency_precompute_study(
             (group.method_config, config_key, chunks)
             for (group, chunks), (_, config_key) in zip(work, resolved, strict=True)
         ]
-        transaction.on_commit(lambda: _enqueue(feature_set.pk, jobs))
+        transaction.on_commit(lambda: _enqueue(feature_set.pk, jobs, style.get_config()))
         return replace(report, enqueued=bool(jobs))
 
     done = existing
@@ -170,11 +181,15 @@ def saliency_precompute_study(
                 method_config=group.method_config,
                 on_map=tick,
             )
-        overlays += saliency_overlays_render(feature_set=feature_set, config_key=config_key)
+        overlays += saliency_overlays_render(
+            feature_set=feature_set, config_key=config_key, style=style
+        )
     return replace(report, computed=computed, overlays=overlays)
 
 
-def _enqueue(feature_set_id: int, jobs: list[tuple[dict, str, dict[int, list[int]]]]) -> None:
+def _enqueue(
+    feature_set_id: int, jobs: list[tuple[dict, str, dict[int, list[int]]]], style: dict
+) -> None:
     """One chord per group: the chunks on ``gpu``, then the group's overlays on ``default``."""
     from celery import chord
 
@@ -182,7 +197,7 @@ def _enqueue(feature_set_id: int, jobs: list[tuple[dict, str, dict[int, list[int
     from ..tasks import saliency_precompute_chunk as chunk_task
 
     for method_config, config_key, chunks in jobs:
-        render = render_task.si(feature_set_id, config_key)
+        render = render_task.si(feature_set_id, config_key, style)
         if not chunks:
             render.apply_async()
             continue

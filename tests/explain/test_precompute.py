@@ -139,8 +139,10 @@ def test_every_with_xai_pool_image_gets_a_map_and_an_overlay_and_no_xai_queries_
     assert len(results) < len(wanted)  # the two pools overlap, so the reuse is exercised
     rows = list(SaliencyMap.objects.all())
     assert all(row.overlay_key and default_storage.exists(row.overlay_key) for row in rows)
-    # One normalisation for every map of the study and condition.
-    assert len({row.vmax for row in rows}) == 1
+    # Drawn in the default style, each map on its own scale, and the style kept on each row.
+    assert {row.overlay_config["scale"] for row in rows} == {"map"}
+    assert {row.overlay_config["colormap"] for row in rows} == {"jet"}
+    assert len({row.vmax for row in rows}) > 1
     assert report.overlays == len(rows)
     queries = list(study.queries.order_by("pk"))
     mapped_queries = {query_id for query_id, _ in stored_pairs()}
@@ -162,6 +164,36 @@ def test_a_rerun_computes_nothing_and_changes_no_row(study, masked_passes):
     after = list(SaliencyMap.objects.order_by("pk").values_list("pk", "created_at", "seconds"))
     assert after == before
     assert list(SaliencyMap.objects.order_by("pk").values_list("overlay_key", "vmax")) == overlays
+
+
+def test_a_new_overlay_style_redraws_every_overlay_from_the_stored_maps(study, masked_passes):
+    saliency_precompute_study(study=study, sync=True)
+    computed_at = list(SaliencyMap.objects.order_by("pk").values_list("pk", "created_at"))
+    masked_passes.clear()
+    study.spec = {"overlay": {"scale": "study", "alpha": 0.6}}
+    study.save(update_fields=["spec"])
+
+    again = saliency_precompute_study(study=study, sync=True)
+
+    rows = list(SaliencyMap.objects.order_by("pk"))
+    assert (again.computed, again.overlays) == (0, len(rows))
+    assert masked_passes == []  # nothing recomputed: drawn from the stored raw maps
+    assert list(SaliencyMap.objects.order_by("pk").values_list("pk", "created_at")) == computed_at
+    # One range for every map of the study and condition, stored with each overlay.
+    assert len({(row.overlay_config["vmin"], row.overlay_config["vmax"]) for row in rows}) == 1
+    assert {(row.overlay_config["scale"], row.overlay_config["alpha"]) for row in rows} == {
+        ("study", 0.6)
+    }
+
+
+def test_a_bad_overlay_setting_is_named_before_any_map_is_computed(study):
+    study.spec = {"overlay": {"scale": "image"}}
+    study.save(update_fields=["spec"])
+
+    with pytest.raises(ValueError, match="overlay scale"):
+        saliency_precompute_study(study=study, sync=True)
+
+    assert not SaliencyMap.objects.exists()
 
 
 class Stop(Exception):

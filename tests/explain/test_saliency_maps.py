@@ -107,15 +107,30 @@ def test_the_stored_map_is_seed_000s_sbsm_within_float16_precision(feature_set, 
     assert np.abs(stored_map(row).astype(np.float64) - direct).max() <= 2e-2 * scale
 
 
-def test_overlays_share_one_normalisation(feature_set, images):
+def test_overlays_share_one_normalisation_at_the_study_scale(feature_set, images):
     rows = saliency_maps_compute(
         feature_set=feature_set, query=images[0], results=images[1:4], method_config=SBSM
     )
+    key = rows[0].config_key
 
-    assert saliency_overlays_render(feature_set=feature_set, config_key=rows[0].config_key) == 3
+    assert saliency_overlays_render(feature_set=feature_set, config_key=key) == 3
+    # the default: each map on its own scale, its own maximum at full colour
+    for row in SaliencyMap.objects.all():
+        assert row.overlay_config["scale"] == "map"
+        assert row.vmax == pytest.approx(float(stored_map(row).max()))
+    first = {row.pk: row.overlay_config for row in SaliencyMap.objects.all()}
+
+    assert saliency_overlays_render(feature_set=feature_set, config_key=key) == 0
+    assert (
+        saliency_overlays_render(feature_set=feature_set, config_key=key, style={"scale": "study"})
+        == 3
+    )
 
     rendered = list(SaliencyMap.objects.all())
     assert len({r.vmax for r in rendered}) == 1
+    assert {r.overlay_config["scale"] for r in rendered} == {"study"}
+    assert all(r.overlay_config["vmin"] == 0.0 for r in rendered)
+    assert first != {row.pk: row.overlay_config for row in rendered}
     for row in rendered:
         with default_storage.open(row.overlay_key, "rb") as handle:
             picture = PILImage.open(io.BytesIO(handle.read()))
