@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 from explain.models import SaliencyMap
 from explain.services import saliency_precompute_study
 from explain.services.maps import _backbone_of, _model_view, _open_rgb
-from tests.studyplatform import conftest as demo
+from tests.studies import conftest as demo
 
 # The study app's demo-study fixtures, used here as they are.
 _demo_features = demo._demo_features
