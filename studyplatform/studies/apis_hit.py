@@ -24,7 +24,12 @@ from .selectors.events import MARK_TYPES
 from .selectors.hit_images import hit_image_get, hit_overlay_key
 from .selectors.search_tasks import search_task_of_assignment
 from .services.events import CLIENT_TYPES, event_record
-from .services.hit import search_task_begin, search_task_end, search_task_refine
+from .services.hit import (
+    search_task_begin,
+    search_task_end,
+    search_task_finish,
+    search_task_refine,
+)
 from .services.hit_responses import assignment_submit, questionnaire_submit
 from .services.judgements import judgement_record
 from .services.tutorials import tutorial_complete
@@ -130,13 +135,14 @@ class HitRefineApi(HitApi):
 
 
 class HitFinishApi(HitApi):
-    """End a task whose refine rounds are spent (409 while rounds are left)."""
+    """The worker ends a task: by choice under ``stop: at_least``; under ``at_target`` once
+    its refine rounds are spent (409 while rounds are left)."""
 
     @extend_schema(request={"application/json": HitTaskInputSerializer}, responses=_STATE)
     def post(self, request, study: str):
         data = self.validated(HitTaskInputSerializer)
         task = search_task_of_assignment(assignment=self.assignment, task_id=data["task"])
-        search_task_end(task=task, reason=SearchTask.EndReason.ROUNDS_SPENT)
+        search_task_finish(task=task)
         return self.state()
 
 

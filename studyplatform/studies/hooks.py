@@ -44,3 +44,27 @@ def overlay_keys_lookup(
         query_image_id=query_image_id,
         result_image_ids=result_image_ids,
     )
+
+
+# colormap name -> CSS linear-gradient from its low (cool) to its high (warm) colour; raises
+# ValueError for an unknown colormap.
+ColorbarGradient = Callable[[str], str]
+
+_colorbar_gradient: ColorbarGradient | None = None
+
+
+def colorbar_gradient_register(function: ColorbarGradient) -> None:
+    """Make ``function(colormap)`` the source of the colour bar drawn beside the overlays (the
+    explain app registers ``explain.render.colorbar_gradient_css``); a second one is refused."""
+    global _colorbar_gradient
+    if _colorbar_gradient is not None and _colorbar_gradient is not function:
+        raise RuntimeError(f"colour bars already come from {_colorbar_gradient!r}")
+    _colorbar_gradient = function
+
+
+def colorbar_gradient_lookup(colormap: str) -> str | None:
+    """The registered source's gradient for ``colormap``, or None (no bar) when no app that
+    draws saliency maps is installed."""
+    if _colorbar_gradient is None:
+        return None
+    return _colorbar_gradient(colormap)

@@ -247,6 +247,8 @@ class SearchTask(models.Model):
         TARGET_REACHED = "target_reached", "target count reached"
         ROUNDS_SPENT = "rounds_spent", "IQR rounds spent"
         GAVE_UP = "gave_up", "worker moved on"
+        FINISHED = "finished", "worker finished by choice"
+        TIME_UP = "time_up", "task time limit reached"
 
     assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="tasks")
     position = models.PositiveSmallIntegerField()

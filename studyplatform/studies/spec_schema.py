@@ -371,6 +371,32 @@ class StudySpecCore(SpecModel):
     tutorial: Annotated[JsonData, null_as({})] = Field(
         {}, description="Kept as given for the HIT pages."
     )
+    stop: Literal["at_target", "at_least"] = Field(
+        "at_target",
+        description="at_target: a task ends when target_count images are marked relevant; "
+        "at_least (seed 001, 'find at least 12'): the worker may go on past the target and "
+        "finishes by choice, within the rounds and task_time_limit_minutes.",
+    )
+    task_time_limit_minutes: int | None = Field(
+        None,
+        ge=1,
+        le=24 * 60,
+        description="A search task's time from its first results; past it the task ends.",
+    )
+
+    @model_validator(mode="after")
+    def _at_least_has_a_limit(self) -> StudySpecCore:
+        if (
+            self.stop == "at_least"
+            and self.sizes.iqr_rounds == 0
+            and self.task_time_limit_minutes is None
+        ):
+            raise problem_at(
+                "stop",
+                message="at_least lets a worker search past the target until they choose to "
+                "finish; it needs a limit: sizes.iqr_rounds >= 1 or task_time_limit_minutes",
+            )
+        return self
 
     @field_validator("conditions")
     @classmethod

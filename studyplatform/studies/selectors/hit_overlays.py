@@ -10,10 +10,11 @@ overlay is shown plain: the page says so in its events and the ``shown`` event l
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 
-from ..hooks import overlay_keys_lookup
+from ..hooks import colorbar_gradient_lookup, overlay_keys_lookup
 from ..models import SearchTask
 
 logger = logging.getLogger(__name__)
@@ -36,3 +37,22 @@ def overlay_keys(*, task: SearchTask, image_ids: Iterable[int]) -> dict[int, str
     except ValueError:
         logger.exception("no overlays for task %s: its condition's config is invalid", task.pk)
         return dict.fromkeys(ids)
+
+
+def study_colorbar(*, study) -> dict | None:
+    """The colour bar a page shows beside the overlays: ``{"gradient": CSS linear-gradient,
+    "colormap": name}``, low (cool) on the left and high (warm) on the right, in the study's
+    overlay colormap (spec ``overlay.colormap``, default the papers' ``jet``); None when no
+    app draws saliency maps."""
+    name = ((study.spec or {}).get("overlay") or {}).get("colormap", "jet")
+    gradient = _gradient(name)
+    return None if gradient is None else {"gradient": gradient, "colormap": name}
+
+
+@functools.lru_cache(maxsize=8)
+def _gradient(name: str) -> str | None:
+    try:
+        return colorbar_gradient_lookup(name)
+    except ValueError:
+        logger.exception("unknown overlay colormap %r: the colour bar shows jet", name)
+        return colorbar_gradient_lookup("jet")

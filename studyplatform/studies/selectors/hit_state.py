@@ -12,10 +12,10 @@ from retrieval.models import Image
 
 from ..models import Assignment, Event, IQRRound, Question, SearchTask
 from .events import server_event_id, shown_image_ids, task_marks
-from .hit_overlays import overlay_keys
+from .hit_overlays import overlay_keys, study_colorbar
 from .pools import candidate_pool
 from .questionnaires import questions_for, questions_unanswered
-from .search_tasks import rounds_left
+from .search_tasks import rounds_left, stops_at_target, time_left_seconds
 
 TUTORIAL_IMAGES = 4
 
@@ -78,6 +78,8 @@ def task_view(*, task: SearchTask) -> dict:
     keys = overlay_keys(task=task, image_ids=ranking + list(marks))
     left = rounds_left(task=task) if task.started_at else study.iqr_rounds
     ended = task.ended_at is not None
+    running = task.started_at is not None and not ended
+    at_target = stops_at_target(study)
 
     def card(image_id: int) -> dict:
         return {"id": image_id, "overlay": bool(keys.get(image_id))}
@@ -97,8 +99,13 @@ def task_view(*, task: SearchTask) -> dict:
         "started": task.started_at is not None,
         "ended": ended,
         "end_reason": task.end_reason,
-        "can_refine": task.started_at is not None and not ended and left > 0,
-        "can_finish": task.started_at is not None and not ended and left == 0,
+        "stop": "at_target" if at_target else "at_least",
+        "time_left": time_left_seconds(task=task) if running else None,
+        "colorbar": study_colorbar(study=study) if task.condition.is_xai else None,
+        "can_refine": running and left > 0,
+        # at_least (seed 001): the worker finishes when they choose; at_target: when the
+        # refines are spent and the target was not reached
+        "can_finish": running and (left == 0 or not at_target),
         "results": [card(i) for i in ranking],
         "relevant": [card(i) for i in relevant],
         "not_relevant": [card(i) for i, m in marks.items() if m == "not_relevant"],
@@ -114,7 +121,13 @@ def assignment_state(*, assignment: Assignment) -> dict:
         "assignment": assignment.pk,
         "status": assignment.status,
         "mode": assignment.participant.source,
-        "study": {"title": study.title, "target": study.target_count, "rounds": study.iqr_rounds},
+        "study": {
+            "title": study.title,
+            "target": study.target_count,
+            "rounds": study.iqr_rounds,
+            "stop": "at_target" if stops_at_target(study) else "at_least",
+            "colorbar": study_colorbar(study=study),
+        },
         "task": None,
         "questions": [],
         "tasks": 2,

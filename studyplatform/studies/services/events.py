@@ -75,6 +75,11 @@ def _check_mark(*, task: SearchTask, image_id: int | None, iqr_round: int | None
         raise HitRefused(f"task {task.position} has not begun", status=409)
     if task.ended_at is not None:
         raise HitRefused(f"task {task.position} has ended; its judgements are final", status=409)
+    from .hit import task_end_if_time_up
+
+    running = SearchTask.objects.select_related("assignment__study").get(pk=task.pk)
+    if task_end_if_time_up(task=running):
+        raise HitRefused(f"task {task.position}'s time is up; its judgements are final", status=409)
     if image_id is None:
         raise HitRefused("a judgement needs an image")
     if image_id not in shown_image_ids(task=task):

@@ -23,7 +23,7 @@ from ..models import Event, IQRRound, SearchTask
 from ..selectors.events import server_event_id, shown_image_ids, task_marks
 from ..selectors.hit_overlays import overlay_keys
 from ..selectors.pools import candidate_pool
-from ..selectors.search_tasks import rounds_left
+from ..selectors.search_tasks import rounds_left, stops_at_target, time_left_seconds
 from .events import event_record
 
 
@@ -92,6 +92,16 @@ def search_task_begin(*, task: SearchTask) -> SearchTask:
     return task
 
 
+def task_end_if_time_up(*, task: SearchTask) -> bool:
+    """End a running task whose time limit is spent (reason ``time_up``); returns whether
+    the task is now over for that reason. Idempotent."""
+    left = time_left_seconds(task=task)
+    if left is None or left > 0:
+        return False
+    search_task_end(task=task, reason=SearchTask.EndReason.TIME_UP)
+    return True
+
+
 def search_task_refine(*, task: SearchTask, client_event_id: str) -> SearchTask:
     """Run one IQR round on the worker's current marks and show the next results.
 
@@ -119,6 +129,8 @@ def search_task_refine(*, task: SearchTask, client_event_id: str) -> SearchTask:
         if task.started_at is None or task.ended_at is not None:
             raise HitRefused("refine needs a running task", status=409)
         _check_turn(task)
+        if time_left_seconds(task=task) == 0:
+            raise HitRefused("the task's time is up", status=409)
         if rounds_left(task=task) == 0:
             raise HitRefused("no refine rounds are left in this task", status=409)
         study = task.assignment.study
@@ -162,10 +174,23 @@ def search_task_refine(*, task: SearchTask, client_event_id: str) -> SearchTask:
     return task
 
 
+def search_task_finish(*, task: SearchTask) -> SearchTask:
+    """The worker's "finish this task": under ``stop: at_least`` whenever they choose
+    (``finished``), under ``at_target`` once every refine is spent (``rounds_spent``)."""
+    study = task.assignment.study
+    reason = (
+        SearchTask.EndReason.ROUNDS_SPENT
+        if stops_at_target(study)
+        else SearchTask.EndReason.FINISHED
+    )
+    return search_task_end(task=task, reason=reason)
+
+
 def search_task_end(*, task: SearchTask, reason: str) -> SearchTask:
     """End ``task`` for ``reason`` (a ``SearchTask.EndReason``); idempotent (an ended task is
-    returned as it is). ``rounds_spent`` is refused (409) while refines are left, and a task
-    that has not begun cannot end (409)."""
+    returned as it is). ``rounds_spent`` is refused (409) while refines are left, ``finished``
+    (by choice) on a study whose tasks stop at the target, and a task that has not begun
+    cannot end (409)."""
     with transaction.atomic():
         task = _locked(task)
         if task.ended_at is not None:
@@ -176,6 +201,8 @@ def search_task_end(*, task: SearchTask, reason: str) -> SearchTask:
             raise HitRefused(f"unknown end reason {reason!r}")
         if reason == SearchTask.EndReason.ROUNDS_SPENT and rounds_left(task=task):
             raise HitRefused("refine rounds are left; the task goes on", status=409)
+        if reason == SearchTask.EndReason.FINISHED and stops_at_target(task.assignment.study):
+            raise HitRefused("this study's tasks end at the target count", status=409)
         task.ended_at = timezone.now()
         task.end_reason = reason
         task.save(update_fields=["ended_at", "end_reason"])

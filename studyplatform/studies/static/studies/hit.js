@@ -151,6 +151,23 @@
     }
   }
 
+  function colorBar(bar) {
+    // What the overlay colours mean, in the colours the overlays are drawn with.
+    const strip = el("div", { class: "hit-colorbar-strip" });
+    strip.style.backgroundImage = bar.gradient;
+    return el("figure", { class: "hit-colorbar", id: "hit-colorbar" }, [
+      el("span", { class: "hit-colorbar-end", text: "cool: mattered little" }),
+      strip,
+      el("span", { class: "hit-colorbar-end", text: "warm: mattered most" }),
+      el("figcaption", { text: "Saliency map colours: the warmer a part of a result, the more it made the search " +
+        "system match that result to your query image." }),
+    ]);
+  }
+
+  function findText(target, stop) {
+    return stop === "at_least" ? "find at least " + target + " images" : "find " + target + " images";
+  }
+
   function renderTutorial() {
     const t = state.tutorial;
     const practice = { relevant: [], not_relevant: [], results: t.images.slice() };
@@ -189,10 +206,14 @@
       el("h1", { text: "Tutorial" }),
       el("p", { text: "In each of two tasks you get a query image and the name of an object. Mark every result " +
         "that shows the object as Relevant and the others as Not relevant; a judgement can be undone. " +
-        "Refine uses your marks to find better results. A task ends when you have found " +
-        state.study.target + " images or used all " + state.study.rounds + " refines." }),
-      el("p", { text: "In one task each result shows a saliency map: warm colours mark the parts of the image the " +
-        "search system relied on. You can switch any result to the plain image." }),
+        "Refine uses your marks to find better results. " + (state.study.stop === "at_least"
+          ? "Find at least " + state.study.target + " images; you may keep searching past that and finish the task " +
+            "when you choose, within " + state.study.rounds + " refines."
+          : "A task ends when you have found " + state.study.target + " images or used all " + state.study.rounds + " refines.") }),
+      el("p", { text: "In one task each result shows a saliency map over the whole image: warm colours mark the parts " +
+        "of the image the search system relied on, cool colours the parts it hardly used. You can switch any result " +
+        "to the plain image." }),
+      colorBar(state.study.colorbar),
       el("p", { text: "Keys: ← → choose a result, R relevant, N not relevant, U undo, S saliency map / plain image, F refine or finish." }),
       el("p", { class: "hit-note", text: "Practice with these images (nothing here counts):" }),
       board,
@@ -203,7 +224,7 @@
     return el("header", { class: "hit-header" }, [
       el("img", { class: "hit-query", src: imageUrl(task.query), alt: "query image" }),
       el("div", {}, [
-        el("h1", { text: "Task " + task.position + " of " + state.tasks + ": find " + task.target + " images showing: " }, [
+        el("h1", { text: "Task " + task.position + " of " + state.tasks + ": " + findText(task.target, task.stop) + " showing: " }, [
           el("span", { class: "hit-label", text: task.label })]),
         el("p", { text: task.xai ? "Each result shows a saliency map; press S or its button to see the plain image."
           : "Mark each result relevant or not relevant." }),
@@ -275,8 +296,14 @@
       task.can_refine ? button(busy ? "Refining…" : "Refine (F)", refine, { class: "hit-primary", id: "hit-refine", disabled: busy }) : null,
       task.can_finish ? button("Finish this task (F)", finish, { class: "hit-primary", id: "hit-finish", disabled: busy }) : null,
     ]);
-    root.append(queryHeader(task), el("div", { class: "hit-board" }, [
-      judgedColumn(task, "Found: " + task.found + " of " + task.target, task.relevant, "hit-left"),
+    const found = "Found: " + task.found + " of " + (task.stop === "at_least" ? "at least " : "") + task.target;
+    if (task.time_left !== null && task.time_left !== undefined) {
+      controls.appendChild(el("span", { class: "hit-time", text: "minutes left: " + Math.ceil(task.time_left / 60) }));
+    }
+    root.append(queryHeader(task));
+    if (task.colorbar) root.append(colorBar(task.colorbar));
+    root.append(el("div", { class: "hit-board" }, [
+      judgedColumn(task, found, task.relevant, "hit-left"),
       el("div", { class: "hit-column hit-centre" }, [
         el("h3", { text: "Results to judge" }),
         el("div", { class: "hit-grid", id: "hit-results" }, task.results.map(function (card, i) { return resultCard(task, card, i); })),
