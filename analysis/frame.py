@@ -17,12 +17,13 @@ query_class         str       target class the worker searches for
 nP                  int       positives found: marked relevant and truly holding the class
 claimed_positives   int       images marked relevant at the end (true or not)
 precision           float     nP / claimed_positives; empty when nothing was claimed
-nA                  int       adjudications (relevant + not-relevant judgements)
+nA                  int       images adjudicated: holding a (not-)relevant judgement at the end
 T                   float     [s] from the first results shown to the end of the task
 rounds_used         int       IQR refines the worker asked for
 ==================  ========  ==========================================================
 
-Optional columns: ``acc_round_0``, ``acc_round_1``, ... (top-N retrieval accuracy after each
+Optional columns: ``judgement_events`` (every relevant / not-relevant judgement event, a
+change of mind counted again; not seed 001's nA); ``acc_round_0``, ``acc_round_1``, ... (top-N retrieval accuracy after each
 round, seed 000 Eq. 5, in [0, 1], empty after the last round used); ``superclass`` (CL, CS, UL
 or US), ``clutter`` and ``size`` (per-class statistics of the archive, see
 ``retrieval.statistics``). Exports write them all so that an export reads back unchanged.
@@ -80,7 +81,7 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
 )
 _INTEGER_COLUMNS = ("position", "nP", "claimed_positives", "nA", "rounds_used")
 _TEXT_COLUMNS = ("study", "worker", "assignment", "task_pair", "condition", "query_image")
-_OPTIONAL_NUMERIC = ("clutter", "size")
+_OPTIONAL_NUMERIC = ("judgement_events", "clutter", "size")
 _ACCURACY = re.compile(r"^acc_round_(\d+)$")
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}

@@ -2,7 +2,13 @@
 
 Seed 001 section 4 names the main metric, "the number of images containing the target type
 that have been retrieved at the end of the experiment" (nP), the number of adjudications (nA)
-and the time taken (T); seed 000 Eq. 5 the top-N retrieval accuracy after each IQR round.
+and the time taken (T); seed 000 Eq. 5 the top-N retrieval accuracy after each IQR round
+(:func:`retrieval.accuracy.retrieval_accuracy`, the one implementation of Eq. 5).
+
+nA is, as seed 001 section 4 counts it, "the number of images adjudicated": the images holding
+a relevant or not-relevant judgement at the end of the task (an image judged twice, or judged
+and withdrawn, counts once or not at all). Every judgement event, changes of mind included, is
+a separate metric under its own name, ``judgement_events``.
 
 An event is a mapping (or a DataFrame row) with ``type`` (the ``Event.Type`` values of
 ``studyplatform.studies.models``: ``shown``, ``marked_relevant``, ``marked_not_relevant``,
@@ -18,11 +24,13 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analysis.frame import AnalysisError
+from retrieval.accuracy import retrieval_accuracy
 
-__all__ = ["TaskMetrics", "accuracy_per_round", "retrieval_accuracy", "task_metrics"]
+__all__ = ["TaskMetrics", "accuracy_per_round", "task_metrics"]
 
 _JUDGEMENTS = {"marked_relevant": True, "marked_not_relevant": False}
 
@@ -40,8 +48,11 @@ class TaskMetrics:
     precision : float
         ``nP / claimed_positives`` in [0, 1]; NaN when nothing was claimed (written empty).
     nA : int
-        Adjudications: final relevant + not-relevant judgements, or every judgement event
-        when changes of mind are counted.
+        Images adjudicated (seed 001): images holding a relevant or not-relevant judgement
+        at the end.
+    judgement_events : int
+        Every ``marked_relevant`` and ``marked_not_relevant`` event, so a change of mind
+        counts again (not the paper's nA).
     T : float
         Seconds from the first ``shown`` event to ``task_end`` (or to the last event).
     rounds_used : int
@@ -54,6 +65,7 @@ class TaskMetrics:
     nA: int
     T: float
     rounds_used: int
+    judgement_events: int
 
     def as_dict(self) -> dict[str, Any]:
         """The metrics as a dict keyed by the per-task column names."""
@@ -88,8 +100,6 @@ def task_metrics(
     events: Iterable[Mapping[str, Any]] | pd.DataFrame,
     image_classes: Mapping[Any, Iterable[Any]],
     target_class: Any,
-    *,
-    count_changes: bool = False,
 ) -> TaskMetrics:
     """Compute one task's metrics from its events.
 
@@ -102,11 +112,6 @@ def task_metrics(
         Annotated classes of every judged image (the ground truth for nP).
     target_class : hashable
         The class the worker searches for.
-    count_changes : bool, default False
-        False: nA counts the images holding a judgement at the end (a withdrawn judgement
-        and a re-judged image count once or not at all). True: nA counts every
-        ``marked_relevant`` and ``marked_not_relevant`` event, so a change of mind counts
-        again (the study spec chooses).
 
     Returns
     -------
@@ -154,44 +159,11 @@ def task_metrics(
         nP=int(n_positive),
         claimed_positives=claimed,
         precision=n_positive / claimed if claimed else float("nan"),
-        nA=judgements if count_changes else len(state),
+        nA=len(state),
         T=max(0.0, end - shown[0]),
         rounds_used=max(refines, max_round),
+        judgement_events=judgements,
     )
-
-
-def retrieval_accuracy(
-    ranking: Sequence[Any],
-    image_classes: Mapping[Any, Iterable[Any]],
-    target_class: Any,
-    *,
-    n: int = 50,
-) -> float:
-    """Top-N retrieval accuracy of one ranking (seed 000, Eq. 5).
-
-    ``sum_i 1[l in A_i] / N`` over the first ``N`` results, with ``l`` the target class and
-    ``A_i`` the annotations of result ``i``. A ranking shorter than ``N`` still divides by
-    ``N`` (missing results count as misses), as Eq. 5 reads.
-
-    Parameters
-    ----------
-    ranking : sequence of image ids, best first
-    image_classes : mapping of image id to iterable of class ids
-    target_class : hashable
-    n : int, default 50
-        N of Eq. 5 (seed 000 used 50).
-
-    Returns
-    -------
-    float in [0, 1]
-    """
-    if n < 1:
-        raise AnalysisError(f"N must be >= 1, got {n}")
-    top = list(ranking)[:n]
-    missing = [image for image in top if image not in image_classes]
-    if missing:
-        raise AnalysisError(f"no annotations for ranked image(s) {missing[:5]}")
-    return sum(target_class in set(image_classes[image]) for image in top) / n
 
 
 def accuracy_per_round(
@@ -203,9 +175,19 @@ def accuracy_per_round(
 ) -> dict[str, float]:
     """Eq. 5 of seed 000 after each round: ``{"acc_round_0": ..., "acc_round_1": ...}``.
 
-    ``rankings[r]`` is the ranking shown in round ``r`` (0 = the initial search).
+    ``rankings[r]`` is the ranking round ``r`` produced (0 = the initial search), best first:
+    its top ``n`` whether shown to the worker or not. Every image of a top ``n`` must be in
+    ``image_classes`` (AnalysisError otherwise).
     """
-    return {
-        f"acc_round_{r}": retrieval_accuracy(ranking, image_classes, target_class, n=n)
-        for r, ranking in enumerate(rankings)
-    }
+    out = {}
+    for r, ranking in enumerate(rankings):
+        top = list(ranking)[:n]
+        missing = [image for image in top if image not in image_classes]
+        if missing:
+            raise AnalysisError(f"no annotations for ranked image(s) {missing[:5]}")
+        if len(set(top)) != len(top):
+            raise AnalysisError(f"round {r}: the ranking lists an image twice in its top {n}")
+        # Eq. 5 through its one implementation: rows 0..len(top)-1, relevant where A_i holds l
+        holding = np.array([target_class in set(image_classes[image]) for image in top], bool)
+        out[f"acc_round_{r}"] = retrieval_accuracy(np.arange(len(top)), holding, n=n)
+    return out

@@ -4,8 +4,7 @@
 
 Analysis settings come from ``Study.spec["analysis"]`` (all optional): ``permutations``
 (default 10,000), ``alternative`` (``greater``), ``seed`` (the study's seed), ``groups``
-(``["Cluttered", "Small"]``), ``adjudications`` and ``pseudonym_salt`` (see
-``analysis.selectors``). Keyword arguments override them.
+(``["Cluttered", "Small"]``) and ``pseudonym_salt`` (see ``analysis.selectors``). Keyword arguments override them.
 """
 
 from __future__ import annotations

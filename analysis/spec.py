@@ -32,9 +32,6 @@ class AnalysisSpec(SpecModel):
         ["Cluttered", "Small"],
         description="Superclass groups tested on their own.",
     )
-    adjudications: Literal["every", "final"] = Field(
-        "every", description="Count every adjudication of an image, or only the last one."
-    )
     pseudonym_salt: Text(200, required=True) | None = Field(
         None, description="Salt of the worker pseudonyms in exports (default: the study's own)."
     )

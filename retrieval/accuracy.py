@@ -14,7 +14,10 @@ from collections.abc import Collection, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["retrieval_accuracy"]
+__all__ = ["ACCURACY_TOP_N", "retrieval_accuracy"]
+
+#: Eq. 5's cut-off in seed 000's study: the top 50 of each round's ranking.
+ACCURACY_TOP_N = 50
 
 
 def retrieval_accuracy(

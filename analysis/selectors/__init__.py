@@ -5,13 +5,12 @@
 the settings both use (included statuses, pseudonym salt, adjudication rule, conditions).
 """
 
-from .common import DEFAULT_STATUSES, count_changes_of, study_conditions, study_salt
+from .common import DEFAULT_STATUSES, study_conditions, study_salt
 from .likert import study_likert_table
 from .tasks import study_task_table
 
 __all__ = [
     "DEFAULT_STATUSES",
-    "count_changes_of",
     "study_conditions",
     "study_likert_table",
     "study_salt",

@@ -8,10 +8,9 @@ import hmac
 
 from django.conf import settings
 
-from analysis.frame import AnalysisError
 from studyplatform.studies.models import Assignment, Study
 
-__all__ = ["DEFAULT_STATUSES", "count_changes_of", "study_conditions", "study_salt"]
+__all__ = ["DEFAULT_STATUSES", "study_conditions", "study_salt"]
 
 #: Assignment statuses whose data are analysed by default (rejected, returned, abandoned and
 #: still active HITs are not data).
@@ -31,18 +30,6 @@ def study_salt(*, study: Study) -> str:
         return str(given)
     message = f"worker-pseudonym:{study.pk}".encode()
     return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
-
-
-def count_changes_of(*, study: Study) -> bool:
-    """True when nA counts every judgement event (spec ``analysis.adjudications``: ``every``,
-    the default), False when only final judgements count (``final``)."""
-    mode = (study.spec or {}).get("analysis", {}).get("adjudications", "every")
-    if mode not in ("every", "final"):
-        raise AnalysisError(
-            f"study {study.slug}: spec analysis.adjudications must be 'every' or 'final', "
-            f"got {mode!r}"
-        )
-    return mode == "every"
 
 
 def study_conditions(*, study: Study) -> dict[str, bool]:

@@ -14,16 +14,19 @@ vectorised pandas operations. Definitions (seed 001 section 4, seed 000 Eq. 5):
 * **nP**: images relevant at the end whose annotations hold the task's target class;
   **claimed_positives**: images relevant at the end; **precision** = nP / claimed (empty when
   nothing was claimed).
-* **nA**: with ``Study.spec["analysis"]["adjudications"] == "every"`` (the default) every
-  ``marked_relevant``/``marked_not_relevant`` event counts, so a change of mind counts again;
-  with ``"final"`` only the judgements held at the end count.
+* **nA**: images adjudicated (seed 001 section 4): images holding a relevant or not-relevant
+  judgement at the end, as ``analysis.metrics`` counts it; **judgement_events**: every
+  ``marked_relevant``/``marked_not_relevant`` event, a change of mind counted again.
 * **T** [s]: from the task's first ``shown`` event to ``SearchTask.ended_at`` (else its first
   ``task_end`` event), both on the server clock (``server_time``): both ends are recorded by the
   server, and mixing in the browser's ``client_time`` would add the browser's clock skew.
 * **rounds_used**: refines asked for (the larger of the ``refine`` events and the highest
   round shown).
-* **acc_round_<r>**: seed 000 Eq. 5 on the ranking shown in round r, N = ``results_per_round``
-  (a shorter ranking still divides by N); empty for rounds not reached.
+* **acc_round_<r>**: seed 000 Eq. 5 (``retrieval.accuracy.retrieval_accuracy``) on the top
+  N = 50 of the ranking round r produced over the archive (``IQRRound.top_ranking``: nearest
+  neighbours in round 0, the SVM's order after each refine, shown or not, judged images
+  included); a shorter list still divides by N; empty for rounds not reached and for rounds
+  stored without their top 50.
 * **worker**: ``<source>:<external id>``, pseudonymised by default with
   ``analysis.exports.pseudonymise`` under ``analysis.selectors.common.study_salt``.
 """
@@ -31,7 +34,6 @@ vectorised pandas operations. Definitions (seed 001 section 4, seed 000 Eq. 5):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from itertools import chain
 
 import numpy as np
 import pandas as pd
@@ -40,10 +42,11 @@ from django.db.models import Count, Max, Min, Q
 from analysis.exports import pseudonymise
 from analysis.frame import TASK_COLUMNS, AnalysisError
 from analysis.superclasses import assign_superclasses
+from retrieval.accuracy import ACCURACY_TOP_N, retrieval_accuracy
 from retrieval.models import Annotation, Category
 from studyplatform.studies.models import Event, IQRRound, SearchTask, Study
 
-from .common import DEFAULT_STATUSES, count_changes_of, study_salt
+from .common import DEFAULT_STATUSES, study_salt
 
 __all__ = ["study_task_table"]
 
@@ -124,7 +127,7 @@ def _truth(study: Study, categories: Iterable[int]) -> np.ndarray:
     return np.unique(_pair_keys(pairs[:, 0], pairs[:, 1]))
 
 
-def _judgement_metrics(tasks, marks, truth, *, count_changes: bool) -> pd.DataFrame:
+def _judgement_metrics(tasks, marks, truth) -> pd.DataFrame:
     category_of = tasks.set_index("task")["category"]
     final = marks.drop_duplicates(["task", "image"], keep="last")
     relevant = final[final["type"] == "marked_relevant"]
@@ -133,8 +136,8 @@ def _judgement_metrics(tasks, marks, truth, *, count_changes: bool) -> pd.DataFr
     per_task = pd.DataFrame(index=index)
     per_task["claimed_positives"] = relevant.groupby("task").size()
     per_task["nP"] = pd.Series(positive, index=relevant.index).groupby(relevant["task"]).sum()
-    counted = marks if count_changes else final
-    per_task["nA"] = counted[counted["type"] != "unmarked"].groupby("task").size()
+    per_task["nA"] = final[final["type"] != "unmarked"].groupby("task").size()
+    per_task["judgement_events"] = marks[marks["type"] != "unmarked"].groupby("task").size()
     per_task = per_task.reindex(index).fillna(0).astype(np.int64)
     claimed = per_task["claimed_positives"]
     per_task["precision"] = (per_task["nP"] / claimed.where(claimed > 0)).astype(float)
@@ -157,26 +160,23 @@ def _ids(values) -> list[int]:
 
 
 def _accuracy(study: Study, tasks: pd.DataFrame, truth: np.ndarray) -> pd.DataFrame:
-    """Seed 000 Eq. 5 per (task, round): sum over the top N of 1[target in annotations] / N."""
+    """Seed 000 Eq. 5 per (task, round) on the top 50 of the ranking the round produced."""
     wanted = set(_ids(tasks["task"]))
     rows = [
         row
         for row in IQRRound.objects.filter(task__assignment__study=study).values_list(
-            "task_id", "number", "ranking"
+            "task_id", "number", "top_ranking"
         )
-        if row[0] in wanted
+        if row[0] in wanted and row[2]
     ]
-    n = int(study.results_per_round)
-    rankings = [ranking[:n] for _, _, ranking in rows]
-    lengths = np.array([len(r) for r in rankings], dtype=np.int64)
-    images = np.fromiter(chain.from_iterable(rankings), dtype=np.int64, count=int(lengths.sum()))
-    task_of_row = np.array([task for task, _, _ in rows], dtype=np.int64)
-    category = tasks.set_index("task")["category"].reindex(task_of_row).to_numpy()
-    owner = np.repeat(np.arange(len(rows)), lengths)
-    positive = np.isin(_pair_keys(images, category[owner]), truth)
-    hits = np.bincount(owner, weights=positive, minlength=len(rows))
+    category = tasks.set_index("task")["category"]
+    values = []
+    for task, _, top in rows:
+        images = np.asarray(top[:ACCURACY_TOP_N], dtype=np.int64)
+        holding = np.isin(_pair_keys(images, np.full(images.size, category[task])), truth)
+        values.append(retrieval_accuracy(images, set(images[holding].tolist()), n=ACCURACY_TOP_N))
     long = pd.DataFrame(
-        {"task": task_of_row, "round": [r for _, r, _ in rows], "accuracy": hits / n}
+        {"task": [t for t, _, _ in rows], "round": [r for _, r, _ in rows], "accuracy": values},
     )
     accuracy = long.pivot(index="task", columns="round", values="accuracy")
     last = max([int(study.iqr_rounds), *accuracy.columns])
@@ -235,16 +235,13 @@ def study_task_table(
     AnalysisError
         A completed task without a ``shown`` event, or an invalid spec setting.
     """
-    count_changes = count_changes_of(study=study)
     included = _task_queryset(study, statuses)
     tasks = _tasks(included)
     if tasks.empty:
         return pd.DataFrame(columns=[*TASK_COLUMNS, "clutter", "size"])
     timings = _timings(study, tasks)
     truth = _truth(study, tasks["category"])
-    metrics = _judgement_metrics(
-        tasks, _judgements(study, tasks), truth, count_changes=count_changes
-    )
+    metrics = _judgement_metrics(tasks, _judgements(study, tasks), truth)
     metrics["T"] = _durations(tasks, timings)
     # rounds used: refines asked for, or the highest round shown if more (seed 000: 2 rounds)
     metrics["rounds_used"] = np.fmax(
@@ -259,7 +256,7 @@ def study_task_table(
     table["is_xai"] = table["method"].astype(bool)
     for name in ("assignment", "task_pair", "query_image"):
         table[name] = table[name].astype(str)
-    extra = [c for c in ("superclass", "clutter", "size") if c in table.columns]
+    extra = [c for c in ("judgement_events", "superclass", "clutter", "size") if c in table.columns]
     accuracy = sorted((c for c in table.columns if c.startswith("acc_round_")),
                       key=lambda c: int(c.rsplit("_", 1)[1]))  # fmt: skip
     return table[[*TASK_COLUMNS, *extra, *accuracy]].reset_index(drop=True)

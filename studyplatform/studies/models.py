@@ -272,11 +272,24 @@ class SearchTask(models.Model):
 
 class IQRRound(models.Model):
     """A ranking shown to the worker: round 0 is the initial search, round r >= 1 follows the
-    r-th refine, trained on ``positives``/``negatives`` (image ids, the query excluded)."""
+    r-th refine, trained on ``positives``/``negatives`` (image ids, the query excluded).
+
+    ``ranking`` is what the worker saw (unjudged images of the candidate pool); ``top_ranking``
+    the head of the ranking the round produced over the archive (nearest neighbours for round
+    0; after a refine the judged positives first, as SMQTK's IQR ranks them, then the SVM's
+    order), the list seed 000 Eq. 5 is computed on."""
 
     task = models.ForeignKey(SearchTask, on_delete=models.CASCADE, related_name="rounds")
     number = models.PositiveSmallIntegerField()
     ranking = models.JSONField(help_text="Image ids shown, best first.")
+    top_ranking = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=(
+            "The first 50 image ids of the ranking the round produced, shown or not, judged "
+            "images included: what seed 000's top-50 accuracy (Eq. 5) reads."
+        ),
+    )
     positives = models.JSONField(default=list)
     negatives = models.JSONField(default=list)
     seconds = models.FloatField(default=0.0, help_text="Server time to compute the ranking.")

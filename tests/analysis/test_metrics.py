@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis.frame import AnalysisError
-from analysis.metrics import accuracy_per_round, retrieval_accuracy, task_metrics
+from analysis.metrics import accuracy_per_round, task_metrics
 
 CLASSES = {1: {"cat"}, 2: {"cat", "dog"}, 3: {"dog"}, 4: {"cat"}, 5: set(), 6: {"cat"}}
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -44,9 +44,10 @@ def test_positives_count_final_relevant_images_holding_the_target():
     assert metrics.precision == 0.5
 
 
-def test_adjudications_count_final_judgements_or_every_change():
-    assert task_metrics(EVENTS, CLASSES, "cat").nA == 4  # images 1, 2, 3, 4
-    assert task_metrics(EVENTS, CLASSES, "cat", count_changes=True).nA == 6
+def test_na_counts_images_adjudicated_and_judgement_events_every_change():
+    metrics = task_metrics(EVENTS, CLASSES, "cat")
+    assert metrics.nA == 4  # images 1, 2, 3, 4 (seed 001: images adjudicated)
+    assert metrics.judgement_events == 6  # 2 judged twice, 5 judged then withdrawn
 
 
 def test_time_runs_from_first_results_shown_to_task_end_and_rounds_are_counted():
@@ -82,13 +83,15 @@ def test_a_judged_image_without_annotations_is_named():
         task_metrics(events, CLASSES, "cat")
 
 
-def test_retrieval_accuracy_is_the_fraction_of_the_top_n_holding_the_target():
+def test_accuracy_is_the_fraction_of_the_top_n_holding_the_target():
     ranking = [1, 3, 2, 5, 6, 4]
 
-    assert retrieval_accuracy(ranking, CLASSES, "cat", n=4) == 2 / 4
-    assert retrieval_accuracy(ranking, CLASSES, "cat", n=6) == 4 / 6
+    assert accuracy_per_round([ranking], CLASSES, "cat", n=4) == {"acc_round_0": 2 / 4}
+    assert accuracy_per_round([ranking], CLASSES, "cat", n=6) == {"acc_round_0": 4 / 6}
     # Eq. 5 divides by N: a short ranking counts its missing results as misses
-    assert retrieval_accuracy(ranking, CLASSES, "cat", n=12) == 4 / 12
+    assert accuracy_per_round([ranking], CLASSES, "cat", n=12) == {"acc_round_0": 4 / 12}
+    with pytest.raises(AnalysisError, match="twice"):
+        accuracy_per_round([[1, 1]], CLASSES, "cat", n=2)
 
 
 def test_accuracy_per_round_names_its_columns_by_round():

@@ -16,7 +16,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from analysis.exports import pseudonymise
-from analysis.frame import TASK_COLUMNS, AnalysisError, validate_tasks
+from analysis.frame import TASK_COLUMNS, validate_tasks
 from analysis.metrics import task_metrics
 from analysis.selectors import study_likert_table, study_salt, study_task_table
 from retrieval.models import Annotation, Archive, Category, FeatureSet, Image, ImageDirectory
@@ -113,8 +113,15 @@ def play(assignment, images, *, end_first: bool = True) -> None:
     """Task 1 (fork) and task 2 (oven) with the judgements commented below."""
     first, second = assignment.tasks.order_by("position")
     ids = {n: images[n].pk for n in images}
-    IQRRound.objects.create(task=first, number=0, ranking=[ids[n] for n in (2, 5, 3, 10)])
-    IQRRound.objects.create(task=first, number=1, ranking=[ids[n] for n in (9, 4, 6, 7)])
+    # shown: 4 unjudged pool images; top_ranking: the head of the ranking the round produced
+    IQRRound.objects.create(
+        task=first, number=0, ranking=[ids[n] for n in (2, 5, 3, 10)],
+        top_ranking=[ids[n] for n in (2, 5, 3, 10, 4, 6)],
+    )  # fmt: skip
+    IQRRound.objects.create(
+        task=first, number=1, ranking=[ids[n] for n in (9, 4, 6, 7)],
+        top_ranking=[ids[n] for n in (9, 4, 2, 3, 6, 7, 1)],
+    )  # fmt: skip
     event(first, "shown", 0, round_=0)
     event(first, "marked_relevant", 5, image=ids[2])
     event(first, "marked_relevant", 8, image=ids[5])  # an oven: claimed, not a positive
@@ -129,7 +136,10 @@ def play(assignment, images, *, end_first: bool = True) -> None:
     if end_first:
         event(first, "task_end", 30)
         SearchTask.objects.filter(pk=first.pk).update(ended_at=T0 + timedelta(seconds=30))
-    IQRRound.objects.create(task=second, number=0, ranking=[ids[n] for n in (6, 7, 1, 9)])
+    IQRRound.objects.create(
+        task=second, number=0, ranking=[ids[n] for n in (6, 7, 1, 9)],
+        top_ranking=[ids[n] for n in (6, 7, 1, 9, 5)],
+    )  # fmt: skip
     event(second, "shown", 100, round_=0)
     event(second, "marked_relevant", 110, image=ids[6])
     event(second, "marked_relevant", 115, image=ids[1])
@@ -152,26 +162,26 @@ def test_metrics_of_each_task_equal_the_hand_count(tiny):
     first, second = table.to_dict("records")
     assert (first["condition"], first["is_xai"], first["query_class"]) == ("no-xai", False, "fork")
     assert (first["nP"], first["claimed_positives"], first["precision"]) == (3, 4, 0.75)
-    assert (first["nA"], first["T"], first["rounds_used"]) == (7, 30.0, 1)
-    assert (first["acc_round_0"], first["acc_round_1"]) == (0.5, 0.5)
+    # nA: images adjudicated at the end (2, 5, 3, 9, 7; 6 withdrawn); 7 judgement events
+    assert (first["nA"], first["T"], first["rounds_used"]) == (5, 30.0, 1)
+    assert first["judgement_events"] == 7
+    # seed 000 Eq. 5, N = 50: forks 2, 3, 4 in round 0's top; 9, 4, 2, 3 and the query's
+    # twin 1 in round 1's, judged images included
+    assert (first["acc_round_0"], first["acc_round_1"]) == (3 / 50, 5 / 50)
     assert math.isnan(first["acc_round_2"])
     assert (second["condition"], second["is_xai"], second["query_class"]) == ("sbsm", True, "oven")
     assert (second["nP"], second["claimed_positives"], second["precision"]) == (1, 2, 0.5)
     assert (second["nA"], second["T"], second["rounds_used"]) == (2, 60.0, 0)
-    assert second["acc_round_0"] == 0.75
+    assert second["acc_round_0"] == 4 / 50  # ovens 6, 7, 9, 5
     validate_tasks(table, conditions={"no-xai": False, "sbsm": True})
 
 
-def test_final_adjudications_only_when_the_spec_says_so(db):
-    study, images = build_study(spec={"analysis": {"adjudications": "final"}})
-    play(add_assignment(study, "W1"), images)
-    assert list(study_task_table(study=study)["nA"]) == [5, 2]
-
-
-def test_an_unknown_adjudication_setting_is_named(db):
-    study, _ = build_study(spec={"analysis": {"adjudications": "sometimes"}})
-    with pytest.raises(AnalysisError, match=r"analysis\.adjudications"):
-        study_task_table(study=study)
+def test_a_round_stored_without_its_top_50_has_no_accuracy_rather_than_a_wrong_one(tiny):
+    study, _, assignment = tiny
+    IQRRound.objects.filter(task__assignment=assignment, number=1).update(top_ranking=[])
+    first = study_task_table(study=study).set_index("position").loc[1]
+    assert first["acc_round_0"] == 3 / 50
+    assert math.isnan(first["acc_round_1"])
 
 
 def test_the_table_agrees_with_the_per_task_metrics_of_the_numeric_core(tiny):
@@ -185,10 +195,10 @@ def test_the_table_agrees_with_the_per_task_metrics_of_the_numeric_core(tiny):
             {"type": e.type, "image": e.image_id, "time": e.server_time, "iqr_round": e.iqr_round}
             for e in task.events.order_by("id")
         ]
-        expected = task_metrics(events, truth, task.query.category.name, count_changes=True)
+        expected = task_metrics(events, truth, task.query.category.name)
         row = table.loc[task.position]
-        assert (row["nP"], row["nA"], row["claimed_positives"]) == (
-            expected.nP, expected.nA, expected.claimed_positives,
+        assert (row["nP"], row["nA"], row["claimed_positives"], row["judgement_events"]) == (
+            expected.nP, expected.nA, expected.claimed_positives, expected.judgement_events,
         )  # fmt: skip
         assert row["rounds_used"] == expected.rounds_used
 

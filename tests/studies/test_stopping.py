@@ -162,3 +162,35 @@ def test_at_least_without_a_round_or_time_limit_is_refused_and_nothing_written(
     assert study_spec_validate({**demo_spec, "overlay": {"scale": "study"}})["overlay"] == {
         "scale": "study"
     }
+
+
+def test_each_round_keeps_the_top_50_of_the_ranking_it_produced(hit_feature_set):
+    from retrieval.selectors.features import search
+
+    study = build_study(hit_feature_set)
+    assignment = build_assignment(study)
+    task = search_task_begin(task=assignment.tasks.get(position=1))
+    first = IQRRound.objects.get(task=task, number=0)
+    nearest = search(
+        feature_set=study.feature_set, query_image=task.query.image, k=50, metric=study.distance
+    )
+    assert first.top_ranking == [image_id for image_id, _ in nearest]
+    assert len(first.ranking) == study.results_per_round  # what was shown: 6 of the pool
+    judged = first.ranking[:2]
+    for n, image_id in enumerate(judged):
+        event_record(
+            assignment=assignment,
+            client_event_id=f"j{n}",
+            type="marked_relevant",
+            task=task,
+            image_id=image_id,
+        )
+
+    search_task_refine(task=task, client_event_id="refine-1")
+
+    second = IQRRound.objects.get(task=task, number=1)
+    assert len(second.top_ranking) == 50
+    assert len(set(second.top_ranking)) == 50
+    assert not set(judged) & set(second.ranking)  # shown: unjudged only
+    # the produced ranking, as SMQTK's: the positives first, then the SVM's order
+    assert second.top_ranking[:2] == sorted(judged)

@@ -16,6 +16,8 @@ import time
 from django.db import transaction
 from django.utils import timezone
 
+from retrieval.accuracy import ACCURACY_TOP_N
+from retrieval.selectors.features import search
 from retrieval.services.iqr import iqr_refine, iqr_start
 
 from ..errors import HitRefused
@@ -79,10 +81,18 @@ def search_task_begin(*, task: SearchTask) -> SearchTask:
         started = time.perf_counter()
         pool = candidate_pool(study=study, query=task.query)
         state = iqr_start(feature_set=study.feature_set, query_image=task.query.image)
+        # seed 000 Eq. 5 reads the top 50 of the initial search over the whole archive
+        top = search(
+            feature_set=study.feature_set,
+            query_image=task.query.image,
+            k=min(ACCURACY_TOP_N, max(study.feature_set.n_rows - 1, 1)),
+            metric=study.distance,
+        )
         round_ = IQRRound.objects.create(
             task=task,
             number=0,
             ranking=pool[: study.results_per_round],
+            top_ranking=[image_id for image_id, _ in top],
             seconds=time.perf_counter() - started,
         )
         task.iqr_state = state
@@ -156,6 +166,9 @@ def search_task_refine(*, task: SearchTask, client_event_id: str) -> SearchTask:
             task=task,
             number=number,
             ranking=ranking[: study.results_per_round],
+            # SMQTK's IQR (seed 000's system) ranks the adjudicated positives first, at
+            # probability 1, then the SVM's order; seed 000 Eq. 5 reads the top 50 of that
+            top_ranking=(positives + result.ranking)[:ACCURACY_TOP_N],
             positives=positives,
             negatives=negatives,
             seconds=time.perf_counter() - started,
