@@ -157,11 +157,14 @@ def test_at_least_without_a_round_or_time_limit_is_refused_and_nothing_written(
         study_spec_validate({**demo_spec, "stop": "never"})
     with pytest.raises(StudySpecError, match=r"^overlay\.scale: must be one of"):
         study_spec_validate({**demo_spec, "overlay": {"scale": "image"}})
-    with pytest.raises(StudySpecError, match=r"^overlay.alpha: must be a number in \(0.0, 1.0\]"):
+    with pytest.raises(StudySpecError, match=r"^overlay\.alpha: must be <= 1\.0"):
         study_spec_validate({**demo_spec, "overlay": {"alpha": 2}})
-    assert study_spec_validate({**demo_spec, "overlay": {"scale": "study"}})["overlay"] == {
-        "scale": "study"
-    }
+    with pytest.raises(StudySpecError, match=r"^overlay\.colormap: unknown colormap"):
+        study_spec_validate({**demo_spec, "overlay": {"colormap": "rainbowish"}})
+    overlay = study_spec_validate({**demo_spec, "overlay": {"scale": "study"}})["overlay"]
+    assert overlay == {
+        "scale": "study", "colormap": "jet", "alpha": 0.5, "blend": "fixed", "percentile": 99.0
+    }  # fmt: skip
 
 
 def test_each_round_keeps_the_top_50_of_the_ranking_it_produced(hit_feature_set):
