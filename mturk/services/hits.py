@@ -1,8 +1,8 @@
 """Publishing a study's HITs (expiring and extending them: ``hit_changes``).
 
-A study needs ``task pairs x 2 orders x repetitions`` assignments (seed 001 section 4: each
-task pair done at least three times, each time by a different worker; the platform also
-counterbalances the order). They are spread over HITs of at most
+A study needs ``task pairs x repetitions`` assignments, or the spec's ``hits`` (seed 001
+section 4: each task pair done at least three times, each time by a different worker, 476 in
+all). They are spread over HITs of at most
 9 assignments each, because MTurk's commission doubles (20% -> 40%) from 10. Each HIT row, with
 its ``UniqueRequestToken``, is saved before the create call, so publishing again after any
 failure finishes the launch without a second copy of any HIT.
@@ -115,8 +115,10 @@ def external_question(*, url: str, frame_height: int) -> str:
 
 
 def assignments_needed(*, study: Any) -> int:
-    """Task pairs x 2 orders x repetitions."""
-    return study.task_pairs.count() * 2 * study.repetitions
+    """Distinct workers over all task pairs: repetitions per pair, or the spec's ``hits``."""
+    from studyplatform.studies.services.assignments import study_pair_capacities
+
+    return sum(study_pair_capacities(study=study).values())
 
 
 def account_balance(*, client: Any) -> Decimal:

@@ -118,7 +118,7 @@ class StudyAdmin(admin.ModelAdmin):
 
     @admin.display(description="holding / needed")
     def progress(self, obj):
-        needed = 2 * obj.n_task_pairs * obj.repetitions
+        needed = (obj.spec or {}).get("hits") or obj.n_task_pairs * obj.repetitions
         return f"{obj._holding} / {needed}"
 
     def _set_status(self, request, queryset, status):

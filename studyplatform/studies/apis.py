@@ -196,7 +196,7 @@ class StudyProgressApi(APIView):
         needed = serializers.IntegerField()
         holding = serializers.IntegerField()
         completed = serializers.IntegerField()
-        full_cells = serializers.IntegerField()
+        full_pairs = serializers.IntegerField()
         by_status = serializers.DictField(child=serializers.IntegerField())
         per_order = serializers.DictField(child=serializers.IntegerField())
         max_order_imbalance = serializers.IntegerField()

@@ -21,8 +21,8 @@ class Study(models.Model):
     asked to find (seed 001: 12); ``iqr_rounds`` the number of refines allowed (seed 000: 2);
     ``results_per_round`` how many results each round shows (seed 000: the top 20);
     ``candidate_pool_size`` how deep into the ranking a worker can go in any round, the images
-    whose saliency maps are precomputed; ``repetitions`` how many distinct workers each
-    (task pair, order) cell needs.
+    whose saliency maps are precomputed; ``repetitions`` how many distinct workers each task
+    pair needs, in both orders together (seed 001: at least three).
     """
 
     class Status(models.TextChoices):
@@ -207,6 +207,11 @@ class Assignment(models.Model):
     )
     task_pair = models.ForeignKey(TaskPair, on_delete=models.PROTECT, related_name="assignments")
     order = models.CharField(max_length=2, choices=Order.choices)
+    order_seed = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Under the spec's order: random, the seed the order was drawn from.",
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     mturk_assignment_id = models.CharField(max_length=64, blank=True)
     hit_id = models.CharField(max_length=64, blank=True)

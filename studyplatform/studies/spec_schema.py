@@ -347,7 +347,23 @@ class StudySpecCore(SpecModel):
         Sizes(), description="Targets, rounds and results."
     )
     repetitions: int = Field(
-        3, ge=1, le=1000, description="Distinct workers per (task pair, order) cell."
+        3,
+        ge=1,
+        le=1000,
+        description="Distinct workers per task pair, both orders together (seed 001: at least 3).",
+    )
+    hits: int | None = Field(
+        None,
+        ge=1,
+        le=10_000_000,
+        description="HITs in all: repetitions per pair, and one more worker on as many pairs "
+        "(drawn with the seed) as reach this total (seed 001: 148 pairs x 3 + 32 = 476).",
+    )
+    order: Literal["balanced", "random"] = Field(
+        "balanced",
+        description="Order of a HIT's two conditions: balanced within each pair (the orders "
+        "differ by at most one), or random per HIT from a seed kept on the assignment (seed "
+        "001).",
     )
     assignment_timeout_minutes: int = Field(
         60, ge=1, le=2**31 - 1, description="An active assignment idle this long frees its cell."

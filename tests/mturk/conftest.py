@@ -1,6 +1,6 @@
 """Fixtures of the MTurk tests: the local endpoint on a free port, a boto3 client pointed at
 it, and a small study built from plain model rows (an archive with 6 images in 3 classes, a
-feature set row, two conditions and ``N_PAIRS`` task pairs; 2 repetitions).
+feature set row, two conditions and ``N_PAIRS`` task pairs; 4 workers per pair).
 
 Nothing reaches AWS: the credentials are dummies, the instance-metadata lookup is disabled and
 every client's endpoint is the local server.
@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import free_port
 
 N_PAIRS = 6
-REPETITIONS = 2
+REPETITIONS = 4  # distinct workers per pair, both orders together
 SEED001_MTURK = {
     "title": "Find images of an object",
     "description": "Search an image archive twice, then answer a few questions.",

@@ -19,7 +19,7 @@ from mturk.services import (
 )
 from tests.mturk.conftest import N_PAIRS, REPETITIONS
 
-NEEDED = N_PAIRS * 2 * REPETITIONS  # 24 assignments
+NEEDED = N_PAIRS * REPETITIONS  # 24 assignments
 
 
 def test_publishing_without_confirmation_shows_cost_and_balance_and_creates_nothing(

@@ -92,7 +92,7 @@ def test_progress_counts_assignments_per_status_and_cell(admin_client, demo_stud
     progress = admin_client.get("/api/studies/demo/progress/").json()
 
     assert progress["by_status"] == {"active": 2}
-    assert progress["needed"] == 12 * 2 * 2
+    assert progress["needed"] == 12 * 2  # 12 pairs, 2 workers each
     assert progress["holding"] == 2
     assert progress["per_order"] == {"ab": 1, "ba": 1} or sum(progress["per_order"].values()) == 2
     cell = next(
@@ -134,7 +134,7 @@ def test_the_admin_lists_studies_with_progress_and_changes_status(admin_client, 
     detail = admin_client.get(f"/admin/studies/study/{demo_study.pk}/change/")
 
     assert page.status_code == 200
-    assert '<td class="field-progress">1 / 48</td>' in page.content.decode()
+    assert '<td class="field-progress">1 / 24</td>' in page.content.decode()
     assert closed.status_code == 302
     assert Study.objects.get().status == "closed"
     assert detail.status_code == 200

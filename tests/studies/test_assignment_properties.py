@@ -2,10 +2,10 @@
 arriving, idling away, returning their HIT on MTurk and submitting.
 
 After every step: nobody holds two assignments of a study or sees a class twice (so never in
-both conditions), no cell holds more than ``repetitions``, and a new assignment always takes an
-emptiest cell the worker may get (so never the fuller order of a pair; with no cell ever freed,
-a pair's orders stay within 1). At the end, fresh workers fill every cell to its repetitions
-with distinct workers per pair, whatever was abandoned or returned before.
+both conditions), no pair holds more than ``repetitions`` workers, and a new assignment always
+takes an emptiest pair the worker may get, in its emptier order (with no cell ever freed, a
+pair's orders stay within 1). At the end, fresh workers fill every pair to its repetitions
+with distinct workers, whatever was abandoned or returned before.
 """
 
 from __future__ import annotations
@@ -71,14 +71,13 @@ class World:
         return seen
 
     def emptiest(self, worker, holders):
-        """Holder count of the emptiest cell ``worker`` may get, None when there is none."""
+        """Holders of the emptiest pair ``worker`` may get, None when there is none."""
         seen = self.seen(worker)
         counts = [
-            holders[(n, order)]
+            holders[(n, "ab")] + holders[(n, "ba")]
             for n in self.pairs
             if not (self.classes[n] & seen)
-            for order in ("ab", "ba")
-            if holders[(n, order)] < self.study.repetitions
+            if holders[(n, "ab")] + holders[(n, "ba")] < self.study.repetitions
         ]
         return min(counts, default=None)
 
@@ -120,10 +119,10 @@ class World:
             assert own_before[0][1] in ("active", "abandoned")
             return
         cell = (assignment.task_pair.number, assignment.order)
-        assert holders[cell] == expected_min, "psiTurk's rule: an emptiest allowed cell"
         other = "ba" if assignment.order == "ab" else "ab"
         sibling = holders[(cell[0], other)]
-        assert holders[cell] <= sibling or sibling >= self.study.repetitions
+        assert holders[cell] + sibling == expected_min, "psiTurk's rule: an emptiest allowed pair"
+        assert holders[cell] <= sibling, "balanced: the pair's emptier order"
 
     def new_id(self, worker):
         self.issued[worker] += 1
@@ -173,7 +172,10 @@ class World:
         for worker, seen in classes.items():
             assert len(seen) == len(set(seen)), f"{worker} saw a class twice"
         holders = self.holders()
-        assert max(holders.values(), default=0) <= self.study.repetitions, "cell over-filled"
+        per_pair = Counter()
+        for (number, _), n in holders.items():
+            per_pair[number] += n
+        assert max(per_pair.values(), default=0) <= self.study.repetitions, "pair over-filled"
         if not self.freed:
             for number in self.pairs:
                 assert abs(holders[(number, "ab")] - holders[(number, "ba")]) <= 1
@@ -206,23 +208,20 @@ def test_random_arrivals_abandons_and_returns_keep_the_rules_and_fill_every_cell
                 getattr(world, "return_" if operation == "return" else operation)(k)
             world.check()
 
-        cells = 2 * len(world.pairs)
         refusal = None
-        for i in range(cells * repetitions + 1):
+        for i in range(len(world.pairs) * repetitions + 1):
             try:
                 assignment_start(study=study, source="mturk", external_id=f"fresh{i}")
             except AssignmentRefused as exc:
                 refusal = exc.reason
                 break
-        assert refusal == "no_cell", "fresh workers must be refused only once every cell is full"
+        assert refusal == "no_cell", "fresh workers must be refused only once every pair is full"
         world.check()
-        holders = world.holders()
-        assert len(holders) == cells
-        assert set(holders.values()) == {repetitions}
         per_pair = defaultdict(list)
         for worker, number in Assignment.objects.filter(
             study=study, status__in=HOLDING
         ).values_list("participant__external_id", "task_pair__number"):
             per_pair[number].append(worker)
-        assert all(len(set(w)) == len(w) == 2 * repetitions for w in per_pair.values())
+        assert len(per_pair) == len(world.pairs)
+        assert all(len(set(w)) == len(w) == repetitions for w in per_pair.values())
         transaction.set_rollback(True)

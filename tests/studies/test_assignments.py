@@ -17,6 +17,8 @@ from studyplatform.studies.services.assignments import (
     assignment_return,
     assignment_start,
     assignment_touch,
+    order_draw,
+    pair_capacities,
 )
 from studyplatform.studies.services.studies import study_status_set
 from tests.factories import plain_study
@@ -28,23 +30,49 @@ def start(study, worker, **mturk):
     return assignment_start(study=study, source="mturk", external_id=worker, **mturk)
 
 
-def test_the_rule_takes_the_emptiest_cell_and_skips_full_and_excluded_pairs():
+def test_the_rule_takes_the_emptiest_pair_its_emptier_order_and_skips_full_and_excluded_pairs():
     holders = {(1, "ab"): 1, (1, "ba"): 1, (2, "ab"): 1, (3, "ab"): 2, (3, "ba"): 1}
 
-    assert assignment_cell_choose(pairs=[1, 2, 3], holders=holders, repetitions=2) == (2, "ba")
-    assert assignment_cell_choose(
-        pairs=[1, 2, 3], holders=holders, repetitions=2, excluded=[2]
-    ) == (1, "ba")
-    assert (
-        assignment_cell_choose(pairs=[3], holders={(3, "ab"): 2, (3, "ba"): 2}, repetitions=2)
-        is None
+    assert assignment_cell_choose(pairs=[1, 2, 3], holders=holders, capacity=4) == (2, "ba")
+    assert assignment_cell_choose(pairs=[1, 2, 3], holders=holders, capacity=4, excluded=[2]) == (
+        1,
+        "ba",
     )
+    assert (
+        assignment_cell_choose(pairs=[3], holders={(3, "ab"): 2, (3, "ba"): 1}, capacity=3) is None
+    )
+    # a pair's capacity counts both orders: 3 workers, two in one order and one in the other
+    assert assignment_cell_choose(pairs=[3], holders={(3, "ab"): 2}, capacity=3) == (3, "ba")
 
 
 def test_ties_go_to_the_emptier_pair_and_alternate_the_first_order_by_pair_number():
-    assert assignment_cell_choose(pairs=[1, 2], holders={}, repetitions=1) == (1, "ba")
-    assert assignment_cell_choose(pairs=[2, 3], holders={}, repetitions=1) == (2, "ab")
-    assert assignment_cell_choose(pairs=[1, 2], holders={(1, "ba"): 1}, repetitions=2) == (2, "ab")
+    assert assignment_cell_choose(pairs=[1, 2], holders={}, capacity=1) == (1, "ba")
+    assert assignment_cell_choose(pairs=[2, 3], holders={}, capacity=1) == (2, "ab")
+    assert assignment_cell_choose(pairs=[1, 2], holders={(1, "ba"): 1}, capacity=4) == (2, "ab")
+
+
+def test_every_pair_reaches_its_repetitions_before_any_takes_an_extra_worker():
+    capacity = pair_capacities(pairs=range(1, 149), repetitions=3, hits=476, seed=5)
+    assert sum(capacity.values()) == 476
+    assert sorted(set(capacity.values())) == [3, 4]
+    assert sum(c == 4 for c in capacity.values()) == 32
+    assert capacity == pair_capacities(pairs=range(1, 149), repetitions=3, hits=476, seed=5)
+    holders = {(n, "ab"): 3 for n in range(1, 148)}  # pair 148 still short of 3
+    chosen, _ = assignment_cell_choose(pairs=range(1, 149), holders=holders, capacity=capacity)
+    assert chosen == 148
+    with pytest.raises(ValueError, match="fewer than 3 repetitions x 148"):
+        pair_capacities(pairs=range(1, 149), repetitions=3, hits=400)
+    with pytest.raises(ValueError, match="raise repetitions"):
+        pair_capacities(pairs=range(1, 149), repetitions=3, hits=700)
+
+
+def test_random_orders_come_from_the_seed_and_are_a_fair_coin():
+    draws = [order_draw(seed) for seed in range(2000)]
+    assert draws == [order_draw(seed) for seed in range(2000)]
+    assert 900 < draws.count("ab") < 1100
+    assert assignment_cell_choose(pairs=[1], holders={}, capacity=3, order_seed=7) == (
+        1, order_draw(7),
+    )  # fmt: skip
 
 
 def test_a_new_worker_gets_two_tasks_in_the_order_of_their_cell(demo_study):
@@ -94,22 +122,24 @@ def test_a_study_that_is_not_live_refuses_new_workers_but_resumes_active_ones(de
     assert not Participant.objects.filter(external_id="W2", assignments__isnull=False).exists()
 
 
-def test_every_cell_fills_to_its_repetitions_then_workers_are_refused(demo_study):
-    cells = 2 * TaskPair.objects.filter(study=demo_study).count() * demo_study.repetitions
-    for i in range(cells):
+def test_every_pair_fills_to_its_repetitions_then_workers_are_refused(demo_study):
+    places = TaskPair.objects.filter(study=demo_study).count() * demo_study.repetitions
+    for i in range(places):
         start(demo_study, f"W{i}")
 
     with pytest.raises(AssignmentRefused) as refused:
         start(demo_study, "late")
 
     assert refused.value.reason == "no_cell"
-    counts = Counter(Assignment.objects.values_list("task_pair_id", "order"))
-    assert set(counts.values()) == {demo_study.repetitions}
-    assert len(counts) == cells // demo_study.repetitions
+    per_pair = Counter(Assignment.objects.values_list("task_pair_id", flat=True))
+    assert set(per_pair.values()) == {demo_study.repetitions}
+    # balanced: the two orders of each pair as even as its repetitions allow
+    cells = Counter(Assignment.objects.values_list("task_pair_id", "order"))
+    assert all(abs(cells[(p, "ab")] - cells[(p, "ba")]) <= 1 for p in per_pair)
 
 
 def test_an_idle_assignment_is_abandoned_and_its_cell_goes_to_the_next_worker():
-    study = plain_study(classes=2, per_class=1, repetitions=1, count=1, timeout_minutes=30)
+    study = plain_study(classes=2, per_class=1, repetitions=2, count=1, timeout_minutes=30)
     first, second = start(study, "W1"), start(study, "W2")
     assert start(study, "W1").pk == first.pk
     with pytest.raises(AssignmentRefused):

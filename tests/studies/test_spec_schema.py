@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from analysis.spec import AnalysisSpec
+from explain.spec import OverlaySpec
 from mturk.spec import CustomQualification, MTurkSpec, Qualifications
 from studyplatform.studies.models import Condition, Study
 from studyplatform.studies.services.specs import (
@@ -88,6 +89,7 @@ def test_the_blocks_come_from_their_apps():
     assert {name: block.model for name, block in spec_blocks().items()} == {
         "analysis": AnalysisSpec,
         "mturk": MTurkSpec,
+        "overlay": OverlaySpec,
     }
 
 

@@ -45,18 +45,22 @@ class StudyProgress:
     cells : list of CellProgress
         Every (pair, order) cell, by pair number then order "ab", "ba".
     repetitions : int
-        Holders each cell needs.
+        Distinct workers each pair needs, both orders together.
+    capacities : dict
+        Workers each pair takes, by pair number: ``repetitions``, one more on the pairs the
+        spec's ``hits`` needs.
     """
 
     study_id: int
     repetitions: int
     by_status: dict[str, int]
     cells: list[CellProgress]
+    capacities: dict[int, int] = field(default_factory=dict)
 
     @property
     def needed(self) -> int:
-        """Holding assignments the study needs in all: cells x repetitions."""
-        return len(self.cells) * self.repetitions
+        """Holding assignments the study needs in all: the pairs' capacities summed."""
+        return sum(self.capacities.values())
 
     @property
     def holding(self) -> int:
@@ -68,8 +72,13 @@ class StudyProgress:
         return self.by_status.get("submitted", 0) + self.by_status.get("approved", 0)
 
     @property
-    def full_cells(self) -> int:
-        return sum(cell.holders >= self.repetitions for cell in self.cells)
+    def full_pairs(self) -> int:
+        """Pairs holding as many workers as they take."""
+        per_pair = self.per_pair
+        return sum(
+            sum(per_pair.get(number, {}).values()) >= capacity
+            for number, capacity in self.capacities.items()
+        )
 
     @property
     def per_pair(self) -> dict[int, dict[str, int]]:
@@ -99,7 +108,7 @@ class StudyProgress:
             "needed": self.needed,
             "holding": self.holding,
             "completed": self.completed,
-            "full_cells": self.full_cells,
+            "full_pairs": self.full_pairs,
             "by_status": dict(self.by_status),
             "per_order": self.per_order,
             "max_order_imbalance": self.max_order_imbalance,
@@ -144,11 +153,14 @@ def study_progress(*, study: Study) -> StudyProgress:
                     by_status=statuses,
                 )
             )
+    from .services.assignments import study_pair_capacities
+
     return StudyProgress(
         study_id=study.pk,
         repetitions=study.repetitions,
         by_status=dict(by_status),
         cells=cells,
+        capacities=study_pair_capacities(study=study),
     )
 
 

@@ -9,17 +9,21 @@ workers. The rules, in the order :func:`assignment_start` applies them:
    participant per study.
 2. A participant whose last assignment was abandoned (idle past the study's timeout) gets it
    back, with their work so far, when its cell still has room.
-3. Otherwise the cell with the fewest *holding* assignments (active, submitted, approved: the
-   "completed + active" of psiTurk's counterbalancing) among the cells not yet full
-   (``study.repetitions`` holders) and whose pair shows none of the classes this participant
-   already saw in the study (in an abandoned or returned assignment). Ties go to the pair
-   with fewer holders in both orders, then the lower pair number; within a pair, even numbers
-   try "ab" first and odd numbers "ba", so that half-filled studies are balanced too.
+3. Otherwise the task pair with the fewest *holding* assignments (active, submitted,
+   approved: the "completed + active" of psiTurk's counterbalancing) among the pairs not yet
+   full and showing none of the classes this participant already saw in the study (in an
+   abandoned or returned assignment), ties to the lower pair number. A pair is full with
+   ``study.repetitions`` distinct workers in both orders together (seed 001: "we were able to
+   loop over each task pair at least three times"), or one more on the pairs that spec
+   ``hits`` needs to reach its total (:func:`pair_capacities`).
+4. The order: under spec ``order: balanced`` (the default) the pair's emptier order, ties to
+   "ab" on even pair numbers and "ba" on odd ones; under ``order: random`` (seed 001: "the
+   order of the with-XAI and without-XAI conditions was random") a fair coin drawn from a seed
+   recorded on the assignment (``Assignment.order_seed``).
 
-Since both cells of a pair are eligible or not together and a cell is only taken when it is the
-emptiest eligible one, an arrival never takes the fuller order of a pair: with arrivals alone,
-a pair's two orders differ by at most one. A freed cell (abandoned, returned, rejected) can
-leave a pair's orders two apart until the next eligible arrival fills the emptier one.
+Under ``balanced``, with arrivals alone a pair's two orders differ by at most one; a freed
+cell (abandoned, returned, rejected) can leave them two apart until the next arrival on the
+pair fills the emptier one.
 
 Concurrency: the whole choice runs in one transaction that first locks the study row
 (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite a write to the study row, which takes the
@@ -30,6 +34,8 @@ starts of one study are serialised and each sees the cells the previous one fill
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -47,6 +53,9 @@ __all__ = [
     "assignment_return",
     "assignment_start",
     "assignment_touch",
+    "order_draw",
+    "pair_capacities",
+    "study_pair_capacities",
 ]
 
 HOLDING = tuple(str(status) for status in Assignment.HOLDING_STATUSES)
@@ -72,14 +81,58 @@ class AssignmentRefused(Exception):
 # ---------------------------------------------------------------------------------------------
 
 
+def pair_capacities(
+    *, pairs: Iterable[int], repetitions: int, hits: int | None = None, seed: int = 0
+) -> dict[int, int]:
+    """How many distinct workers each pair takes: ``repetitions`` each, and with ``hits`` the
+    ``hits - repetitions * n_pairs`` HITs left over one more each on as many pairs, drawn with
+    ``seed`` (seed 001: 148 pairs, at least 3 workers each, 476 HITs: 32 pairs get a 4th).
+
+    Raises ValueError when ``hits`` is fewer than ``repetitions`` per pair, or more than twice
+    that (a pair would need a second extra worker: raise ``repetitions`` instead).
+    """
+    numbers = sorted(pairs)
+    capacity = dict.fromkeys(numbers, repetitions)
+    if hits is None:
+        return capacity
+    extra = hits - repetitions * len(numbers)
+    if extra < 0:
+        raise ValueError(
+            f"hits ({hits}) is fewer than {repetitions} repetitions x {len(numbers)} task pairs "
+            f"= {repetitions * len(numbers)}"
+        )
+    if extra > len(numbers):
+        raise ValueError(
+            f"hits ({hits}) exceeds {repetitions + 1} workers on each of the {len(numbers)} "
+            "task pairs; raise repetitions"
+        )
+    for number in random.Random(seed).sample(numbers, extra):
+        capacity[number] += 1
+    return capacity
+
+
+def order_draw(order_seed: int) -> str:
+    """The order of a HIT under ``order: random`` (seed 001: "the order of the with-XAI and
+    without-XAI conditions was random"): "ab" or "ba", a fair coin seeded by ``order_seed``."""
+    return random.Random(order_seed).choice(("ab", "ba"))
+
+
 def assignment_cell_choose(
     *,
     pairs: Iterable[int],
     holders: Mapping[tuple[int, str], int],
-    repetitions: int,
+    capacity: int | Mapping[int, int],
     excluded: Iterable[int] = (),
+    order_seed: int | None = None,
 ) -> tuple[int, str] | None:
-    """The (pair number, order) cell a new participant gets, or None when none is left.
+    """The (pair number, order) a new participant gets, or None when no pair is left.
+
+    The pair: among those not full (fewer holders in both orders than their ``capacity``)
+    and not ``excluded``, the one with the fewest holders, then the lower number; so every
+    pair reaches ``repetitions`` before any takes an extra worker. The order: with
+    ``order_seed`` None (``order: balanced``) the pair's emptier order, ties going to "ab" on
+    even numbers and "ba" on odd ones, so a pair's two orders differ by at most one; with an
+    ``order_seed`` (``order: random``) :func:`order_draw` of it.
 
     Parameters
     ----------
@@ -87,27 +140,33 @@ def assignment_cell_choose(
         The study's pair numbers.
     holders : mapping of (pair number, "ab" | "ba") to int
         Holding assignments per cell; missing cells hold none.
-    repetitions : int
-        A cell with this many holders is full.
+    capacity : int or mapping of pair number to int
+        Distinct workers a pair takes, in both orders together (:func:`pair_capacities`).
     excluded : iterable of int
         Pair numbers this participant must not get (a class already seen).
+    order_seed : int, optional
     """
     excluded = set(excluded)
-    best = None
     best_key = None
     for number in pairs:
         if number in excluded:
             continue
-        ab, ba = holders.get((number, "ab"), 0), holders.get((number, "ba"), 0)
-        orders = ("ab", "ba") if number % 2 == 0 else ("ba", "ab")
-        for rank, order in enumerate(orders):
-            count = ab if order == "ab" else ba
-            if count >= repetitions:
-                continue
-            key = (count, ab + ba, number, rank)
-            if best_key is None or key < best_key:
-                best, best_key = (number, order), key
-    return best
+        total = holders.get((number, "ab"), 0) + holders.get((number, "ba"), 0)
+        limit = capacity if isinstance(capacity, int) else capacity.get(number, 0)
+        if total >= limit:
+            continue
+        key = (total, number)
+        if best_key is None or key < best_key:
+            best_key = key
+    if best_key is None:
+        return None
+    number = best_key[1]
+    if order_seed is not None:
+        return number, order_draw(order_seed)
+    ab, ba = holders.get((number, "ab"), 0), holders.get((number, "ba"), 0)
+    if ab != ba:
+        return number, "ab" if ab < ba else "ba"
+    return number, "ab" if number % 2 == 0 else "ba"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +306,8 @@ def assignment_start(
         cells = _cells(study)
         if own and own[0].status == Assignment.Status.ABANDONED:
             last = own[0]
-            if cells[last.task_pair_id].holders[last.order] < study.repetitions:
+            held = sum(cells[last.task_pair_id].holders.values())
+            if held < study_pair_capacities(study=study)[last.task_pair.number]:
                 _check_holder(holder, last, mturk)
                 return _resume(last, now, mturk)
         _check_holder(holder, None, mturk)
@@ -326,17 +386,42 @@ def _check_holder(holder: Assignment | None, target: Assignment | None, mturk: d
         )
 
 
+def study_pair_capacities(*, study: Study) -> dict[int, int]:
+    """Distinct workers each of ``study``'s pairs takes, by pair number (spec
+    ``repetitions`` per pair, and ``hits`` in all when given; :func:`pair_capacities`)."""
+    numbers = TaskPair.objects.filter(study=study).values_list("number", flat=True)
+    return pair_capacities(
+        pairs=numbers,
+        repetitions=study.repetitions,
+        hits=(study.spec or {}).get("hits"),
+        seed=study.seed,
+    )
+
+
+def _order_seed(study: Study) -> int | None:
+    """A fresh seed for the order of the next HIT under ``order: random``, else None: derived
+    from the study's seed and how many assignments the study has had, so a study's sequence
+    of draws replays from its seed, and recorded on the assignment."""
+    if (study.spec or {}).get("order", "balanced") != "random":
+        return None
+    issued = Assignment.objects.filter(study=study).count()
+    digest = hashlib.sha256(f"{study.seed}:order:{issued}".encode()).digest()
+    return int.from_bytes(digest[:7], "big")
+
+
 def _assignment_new(
     study: Study, participant: Participant, cells: dict[int, _Cell], seen: set[int], mturk: dict
 ) -> Assignment:
     by_number = {cell.number: cell for cell in cells.values()}
+    order_seed = _order_seed(study)
     chosen = assignment_cell_choose(
         pairs=sorted(by_number),
         holders={
             (cell.number, order): n for cell in cells.values() for order, n in cell.holders.items()
         },
-        repetitions=study.repetitions,
+        capacity=study_pair_capacities(study=study),
         excluded=[cell.number for cell in cells.values() if seen.intersection(cell.classes)],
+        order_seed=order_seed,
     )
     if chosen is None:
         raise AssignmentRefused(
@@ -346,7 +431,12 @@ def _assignment_new(
     number, order = chosen
     cell = by_number[number]
     assignment = Assignment.objects.create(
-        study=study, participant=participant, task_pair_id=cell.pair_id, order=order, **mturk
+        study=study,
+        participant=participant,
+        task_pair_id=cell.pair_id,
+        order=order,
+        order_seed=order_seed,
+        **mturk,
     )
     first, second = cell.first, cell.second
     if order == Assignment.Order.BA:

@@ -32,6 +32,7 @@ from retrieval.models import Annotation, Archive, Category, FeatureSet, Image
 
 from ..spec_schema import QueriesDrawn, QueryListed, StudySpecCore, study_spec_model
 from ..spec_types import spec_problems
+from .assignments import pair_capacities
 from .task_pairs import TaskPairError, task_pair_comparisons, task_pair_plan
 
 __all__ = [
@@ -202,7 +203,7 @@ def _task_pairs(spec: StudySpecCore, queries: list[dict]) -> dict:
         comparisons = task_pair_comparisons(
             is_xai=[bool(c.method) for c in spec.conditions], design=spec.task_pairs.design
         )
-        task_pair_plan(
+        planned = task_pair_plan(
             query_classes=[q["class"] for q in queries],
             n_conditions=len(spec.conditions),
             comparisons=comparisons,
@@ -211,6 +212,13 @@ def _task_pairs(spec: StudySpecCore, queries: list[dict]) -> dict:
         )
     except TaskPairError as exc:
         raise StudySpecError("task_pairs", str(exc)) from None
+    if spec.hits is not None:
+        try:
+            pair_capacities(
+                pairs=range(1, len(planned) + 1), repetitions=spec.repetitions, hits=spec.hits
+            )
+        except ValueError as exc:
+            raise StudySpecError("hits", str(exc)) from None
     return {"count": count, "design": spec.task_pairs.design}
 
 

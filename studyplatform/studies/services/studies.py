@@ -203,6 +203,13 @@ def study_spec_export(*, study: Study) -> dict:
         "tutorial": study.tutorial,
         "mturk": study.mturk,
         "analysis": (study.spec or {}).get("analysis", {}),
+        # protocol settings kept only in the spec (read where they act: the HIT services,
+        # the assignment rule, the overlay renderer)
+        "stop": (study.spec or {}).get("stop", "at_target"),
+        "task_time_limit_minutes": (study.spec or {}).get("task_time_limit_minutes"),
+        "order": (study.spec or {}).get("order", "balanced"),
+        "hits": (study.spec or {}).get("hits"),
+        "overlay": (study.spec or {}).get("overlay", {}),
     }
 
 

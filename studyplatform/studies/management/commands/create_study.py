@@ -2,6 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from studyplatform.studies.services.assignments import study_pair_capacities
 from studyplatform.studies.services.specs import StudySpecError, study_spec_load
 from studyplatform.studies.services.studies import study_create_from_spec
 from studyplatform.studies.services.task_pairs import TaskPairError
@@ -43,9 +44,9 @@ class Command(BaseCommand):
                     f"  archive:      {study.archive.name} ({study.feature_set})",
                     f"  conditions:   {conditions}",
                     f"  queries:      {study.queries.count()} in {classes} classes",
-                    f"  task pairs:   {study.task_pairs.count()}, {study.repetitions} "
-                    "worker(s) per pair and order",
-                    f"  assignments:  {study.task_pairs.count() * 2 * study.repetitions} needed",
+                    f"  task pairs:   {study.task_pairs.count()}, at least {study.repetitions} "
+                    "worker(s) per pair",
+                    f"  assignments:  {sum(study_pair_capacities(study=study).values())} needed",
                     f"  questionnaires: {study.questionnaires.count()}",
                 ]
             )
