@@ -2,7 +2,7 @@
 
 Files (``write_analysis``): ``tasks.csv`` (the per-task table in the format
 ``analysis.frame.read_tasks_csv`` reads back), ``table1.csv``, ``table2.csv``, ``tests.csv``,
-``class_ratios.csv``, ``likert.csv`` (with responses), ``analysis.xlsx`` (one sheet per table
+``class_ratios.csv``, ``order_effects.csv`` (nP, nA, T by position and condition), ``likert.csv`` (with responses), ``analysis.xlsx`` (one sheet per table
 plus ``notes``), ``analysis.json``, ``table1.tex``, ``table2.tex``, ``tests.tex``,
 ``notes.txt`` and, unless switched off, ``figure4``, ``figure5`` and ``accuracy`` as PNG and
 SVG (each when its data is there; otherwise a note says why).
@@ -157,6 +157,8 @@ def write_analysis(
         "tests": result.tests,
         "class_ratios": result.class_ratios.frame.reset_index(),
     }
+    if result.order_effects is not None:
+        tables["order_effects"] = result.order_effects
     if result.likert is not None:
         tables["likert"] = result.likert
     notes = list(result.notes)

@@ -17,10 +17,10 @@ from matplotlib.figure import Figure
 from analysis.frame import AnalysisError, accuracy_columns
 from analysis.likert import validate_likert
 
-__all__ = ["BUBBLE_AREA", "figure4", "figure5", "figure_accuracy", "save_figure"]
+__all__ = ["BUBBLE_DIAMETER", "figure4", "figure5", "figure_accuracy", "save_figure"]
 
-#: Marker area (points^2) of the class with the largest mean size in Figure 4.
-BUBBLE_AREA = 1200.0
+#: Marker diameter (points) of the class with the largest mean size in Figure 4.
+BUBBLE_DIAMETER = 35.0
 _COLOURS = {True: "tab:red", False: "tab:blue"}
 _LABELS = {True: "with XAI", False: "without XAI"}
 
@@ -48,9 +48,10 @@ def figure4(per_class: pd.DataFrame) -> Figure:
     Returns
     -------
     Figure
-        One scatter collection (offsets = (ratio, clutter); marker area proportional to
-        size, ``BUBBLE_AREA`` for the largest), a vertical line at x = 1.0 and a label per
-        class.
+        One scatter collection (offsets = (ratio, clutter); marker *diameter* proportional
+        to size, ``BUBBLE_DIAMETER`` for the largest, as seed 001's caption says: "the
+        relative diameter of each circle indicates the average size of the class"), a
+        vertical line at x = 1.0 and a label per class.
     """
     missing = [c for c in ("ratio", "clutter", "size") if c not in per_class.columns]
     if missing:
@@ -60,7 +61,9 @@ def figure4(per_class: pd.DataFrame) -> Figure:
         raise AnalysisError("Figure 4: no class has a ratio, clutter and size")
     figure = Figure(figsize=(7.0, 5.0), layout="constrained")
     axes = figure.add_subplot()
-    areas = BUBBLE_AREA * data["size"].to_numpy() / max(float(data["size"].max()), 1e-12)
+    # matplotlib's s is the marker's area in points^2: the square of the diameter
+    diameters = BUBBLE_DIAMETER * data["size"].to_numpy() / max(float(data["size"].max()), 1e-12)
+    areas = diameters**2
     axes.scatter(data["ratio"], data["clutter"], s=areas, alpha=0.45, color="tab:green",
                  edgecolors="black", linewidths=0.5)  # fmt: skip
     axes.axvline(1.0, color="black", linestyle="--", linewidth=1.0)

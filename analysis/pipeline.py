@@ -17,7 +17,14 @@ from analysis.frame import validate_tasks
 from analysis.likert import likert_summary, validate_likert
 from analysis.permutation import permutation_tests
 from analysis.superclasses import cells_of_tasks
-from analysis.tables import ATTRIBUTES, TableResult, class_ratios, table1, table2
+from analysis.tables import (
+    ATTRIBUTES,
+    TableResult,
+    class_ratios,
+    order_effects,
+    table1,
+    table2,
+)
 
 __all__ = ["AnalysisResult", "analysis_from_tasks"]
 
@@ -34,6 +41,8 @@ class AnalysisResult:
         Query class to superclass cell.
     table1, table2, class_ratios : TableResult
         Seed 001 Tables 1 and 2 and the per-class nP ratios of its Figure 4.
+    order_effects : DataFrame
+        nP, nA and T by position and condition (``analysis.tables.order_effects``).
     tests : DataFrame
         Stratified permutation tests, one row per (attribute, group).
     likert : DataFrame or None
@@ -54,6 +63,7 @@ class AnalysisResult:
     tests: pd.DataFrame
     likert: pd.DataFrame | None = None
     responses: pd.DataFrame | None = None
+    order_effects: pd.DataFrame | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -125,6 +135,7 @@ def analysis_from_tasks(
         tests=tests,
         likert=likert,
         responses=checked,
+        order_effects=order_effects(data),
         parameters={
             "n_permutations": n_permutations,
             "alternative": alternative,

@@ -28,6 +28,7 @@ __all__ = [
     "ATTRIBUTES",
     "TableResult",
     "class_ratios",
+    "order_effects",
     "table1",
     "table1_from_counts",
     "table2",
@@ -250,3 +251,31 @@ def class_ratios(tasks: pd.DataFrame, *, attribute: str = "nP") -> TableResult:
         if column in tasks.columns:
             frame[column] = tasks.groupby("query_class")[column].first()
     return TableResult(frame=frame, long=frame.reset_index(), notes=notes)
+
+
+def order_effects(tasks: pd.DataFrame) -> pd.DataFrame:
+    """nP, nA and T by position in the HIT and condition: order effects (seed 001 section 4
+    randomised the order of the two conditions; this table shows whether the order mattered).
+
+    Parameters
+    ----------
+    tasks : DataFrame
+        The per-task table (``analysis.frame``), with ``position``, ``condition``, ``nP``,
+        ``nA`` and ``T``.
+
+    Returns
+    -------
+    DataFrame
+        One row per (position, condition), sorted: ``tasks`` (count), and for each of nP, nA
+        and T [s] its ``<attribute>_mean`` and ``<attribute>_sd`` (sample standard deviation,
+        empty for a single task).
+    """
+    missing = [c for c in ("position", "condition", "nP", "nA", "T") if c not in tasks.columns]
+    if missing:
+        raise AnalysisError(f"the order-effects table needs column(s) {', '.join(missing)}")
+    grouped = tasks.groupby(["position", "condition"], sort=True)
+    out = pd.DataFrame({"tasks": grouped.size()})
+    for attribute in ("nP", "nA", "T"):
+        out[f"{attribute}_mean"] = grouped[attribute].mean().astype(float)
+        out[f"{attribute}_sd"] = grouped[attribute].std(ddof=1).astype(float)
+    return out.reset_index()

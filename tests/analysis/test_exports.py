@@ -12,7 +12,7 @@ from analysis.frame import read_tasks_csv
 from analysis.pipeline import analysis_from_tasks
 from analysis.synthetic import synthetic_likert, synthetic_tasks
 
-SHEETS = {"tasks", "table1", "table2", "tests", "class_ratios", "likert", "notes"}
+SHEETS = {"tasks", "table1", "table2", "tests", "class_ratios", "order_effects", "likert", "notes"}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_every_format_and_figure_is_written(result, tmp_path):
     written = {p.name for p in write_analysis(result, tmp_path / "out", salt="s")}
 
     expected = {"tasks.csv", "table1.csv", "table2.csv", "tests.csv", "class_ratios.csv",
-                "likert.csv", "analysis.xlsx", "analysis.json", "table1.tex", "table2.tex",
+                "order_effects.csv", "likert.csv", "analysis.xlsx", "analysis.json", "table1.tex", "table2.tex",
                 "tests.tex", "notes.txt"}  # fmt: skip
     expected |= {
         f"{name}.{ext}" for name in ("figure4", "figure5", "accuracy") for ext in ("png", "svg")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.figures import BUBBLE_AREA, figure4, figure5, figure_accuracy, save_figure
+from analysis.figures import BUBBLE_DIAMETER, figure4, figure5, figure_accuracy, save_figure
 from analysis.frame import AnalysisError
 
 
@@ -22,7 +22,9 @@ def test_figure4_plots_ratio_against_clutter_sized_by_object_size(tmp_path):
     axes = figure.axes[0]
     scatter = axes.collections[0]
     np.testing.assert_allclose(scatter.get_offsets(), [[1.2, 5.0], [0.9, 2.5]])  # NaN left out
-    np.testing.assert_allclose(scatter.get_sizes(), [BUBBLE_AREA * 0.1, BUBBLE_AREA])
+    # diameter proportional to size (seed 001's caption): spoon's a tenth of cake's
+    diameters = np.sqrt(scatter.get_sizes())
+    np.testing.assert_allclose(diameters, [BUBBLE_DIAMETER * 0.1, BUBBLE_DIAMETER])
     assert [line.get_xdata()[0] for line in axes.lines] == [1.0]
     assert [text.get_text() for text in axes.texts] == ["spoon", "cake"]
     assert [p.suffix for p in paths] == [".png", ".svg"]

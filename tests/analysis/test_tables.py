@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.frame import AnalysisError
 from analysis.tables import class_ratios, table1, table1_from_counts, table2
 
 PAPER_WITH = {"CL": 111, "CS": 141, "UL": 101, "US": 123}
@@ -109,3 +110,28 @@ def test_class_ratios_divide_mean_positives_with_by_without(small):
     assert ratios.loc["a", "ratio"] == pytest.approx(11 / 10)
     assert ratios.loc["b", "ratio"] == pytest.approx(6 / 6)
     assert ratios.loc["d", ["n_with", "n_without"]].tolist() == [2, 1]
+
+
+def test_order_effects_give_np_na_and_t_by_position_and_condition():
+    from analysis.tables import order_effects
+
+    tasks = pd.DataFrame(
+        {
+            "position": [1, 2, 1, 2, 1],
+            "condition": ["sbsm", "no-xai", "no-xai", "sbsm", "sbsm"],
+            "nP": [12, 10, 9, 15, 14],
+            "nA": [30, 25, 20, 40, 32],
+            "T": [400.0, 300.0, 350.0, 500.0, 420.0],
+        }
+    )
+
+    table = order_effects(tasks).set_index(["position", "condition"])
+
+    assert list(table.index) == [(1, "no-xai"), (1, "sbsm"), (2, "no-xai"), (2, "sbsm")]
+    assert table.loc[(1, "sbsm"), "tasks"] == 2
+    assert table.loc[(1, "sbsm"), "nP_mean"] == 13.0
+    assert table.loc[(1, "sbsm"), "nA_sd"] == pytest.approx(np.std([30, 32], ddof=1))
+    assert table.loc[(2, "sbsm"), "T_mean"] == 500.0
+    assert np.isnan(table.loc[(2, "sbsm"), "T_sd"])  # one task: no spread
+    with pytest.raises(AnalysisError, match="position"):
+        order_effects(tasks.drop(columns="position"))

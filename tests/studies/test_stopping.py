@@ -10,14 +10,16 @@ from django.utils import timezone
 
 from analysis.selectors import study_task_table
 from retrieval.models import Annotation
+from studyplatform.studies.errors import HitRefused
 from studyplatform.studies.models import IQRRound, SearchTask, Study
-from studyplatform.studies.services.events import HitRefused, event_record
+from studyplatform.studies.selectors.hit_state import task_view
+from studyplatform.studies.services.events import event_record
 from studyplatform.studies.services.hit import (
     search_task_begin,
     search_task_finish,
     search_task_refine,
 )
-from studyplatform.studies.services.hit_state import task_view
+from studyplatform.studies.services.judgements import judgement_record
 from studyplatform.studies.services.specs import StudySpecError, study_spec_validate
 from studyplatform.studies.services.studies import study_create_from_spec
 from tests.studies.hit_helpers import build_assignment, build_study
@@ -35,10 +37,11 @@ def _stop(study: Study, **spec) -> Study:
 
 
 def _mark_all(assignment, task, kind: str = "marked_relevant") -> int:
-    """Mark every result the task has shown; returns how many."""
+    """Mark every result the task has shown; returns how many. Under ``at_least`` no
+    judgement says the target is reached, so nothing would end the task."""
     shown = [i for r in IQRRound.objects.filter(task=task) for i in r.ranking]
     for n, image_id in enumerate(shown):
-        event_record(
+        judgement = judgement_record(
             assignment=assignment,
             client_event_id=f"m{task.pk}-{n}",
             type=kind,
@@ -46,6 +49,7 @@ def _mark_all(assignment, task, kind: str = "marked_relevant") -> int:
             image_id=image_id,
             iqr_round=0,
         )
+        assert not judgement.target_reached
     return len(shown)
 
 
@@ -95,7 +99,7 @@ def test_at_least_np_counts_every_true_positive_past_the_target(hit_feature_set)
     assert table.loc[1, "claimed_positives"] == len(shown)
 
 
-def test_at_target_still_ends_at_the_target_and_refuses_an_early_finish(hit_feature_set):
+def test_at_target_still_stops_at_the_target_and_refuses_an_early_finish(hit_feature_set):
     study = build_study(hit_feature_set)
     assignment = build_assignment(study)
     task = search_task_begin(task=assignment.tasks.get(position=1))
@@ -103,17 +107,18 @@ def test_at_target_still_ends_at_the_target_and_refuses_an_early_finish(hit_feat
     with pytest.raises(HitRefused, match="refine rounds are left"):
         search_task_finish(task=task)
 
-    for n, image_id in enumerate(IQRRound.objects.get(task=task).ranking[:3]):
-        event_record(
+    reached = [
+        judgement_record(
             assignment=assignment,
             client_event_id=f"m{n}",
             type="marked_relevant",
             task=task,
             image_id=image_id,
-        )
+        ).target_reached
+        for n, image_id in enumerate(IQRRound.objects.get(task=task).ranking[:3])
+    ]
 
-    task.refresh_from_db()
-    assert task.end_reason == SearchTask.EndReason.TARGET_REACHED
+    assert reached == [False, False, True]  # the 3rd relevant mark reaches the target (3)
 
 
 def test_past_the_time_limit_the_task_ends_and_marks_are_refused(hit_feature_set):

@@ -153,7 +153,7 @@ def study_progress(*, study: Study) -> StudyProgress:
                     by_status=statuses,
                 )
             )
-    from .services.assignments import study_pair_capacities
+    from ..services.assignments import study_pair_capacities
 
     return StudyProgress(
         study_id=study.pk,
