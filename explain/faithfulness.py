@@ -7,7 +7,10 @@ one query/result pair is::
 
     score = s(f(Q), f(A)) - s(f(Q), f(A censored))
 
-so a *positive* score is a drop, and a larger drop means a more faithful map. The same censoring
+so a *positive* score is a drop, and a larger drop means a more faithful map. The censored image
+is the one the map covers: the result (``side="result"``, SBSM's maps, seed 000) or, as seed 003's
+marginal evaluation does (its Figure 5), the query (``side="query"``: one map over the query per
+pair, ``score_i = s(f(Q), f(A_i)) - s(f(Q censored by map i), f(A_i))``). The same censoring
 of a random ``fraction`` of the pixels (:func:`random_censor_baseline`) is the reference a map
 has to beat: any censoring moves the embedding a little.
 
@@ -40,6 +43,7 @@ __all__ = ["CENSOR_FILLS", "censor_scores", "random_censor_baseline"]
 
 #: Values of the censored pixels: the dataset mean (0 after normalisation), or pixel value 0.
 CENSOR_FILLS: tuple[str, ...] = ("mean", "zero_pixel")
+_SIDES = ("result", "query")
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -57,8 +61,9 @@ def censor_scores(
     mean: Sequence[float] = _IMAGENET_MEAN,
     std: Sequence[float] = _IMAGENET_STD,
     batch_size: int = 64,
+    side: str = "result",
 ) -> np.ndarray:
-    """Drop in similarity to the query when each result's most salient pixels are censored.
+    """Drop in similarity to the query when each map's most salient pixels are censored.
 
     Parameters
     ----------
@@ -71,8 +76,9 @@ def censor_scores(
     results : Tensor of shape (n_results, 3, H, W), floating, finite
         The result images, preprocessed likewise; same H and W as the query.
     maps : array-like of shape (n_results, H, W), finite
-        One saliency map per result (higher = more important), as returned by
-        :meth:`explain.base.SimilaritySaliency.explain`. Only the order of the values matters.
+        One saliency map per (query, result) pair (higher = more important): over the result
+        (``side="result"``, as :meth:`explain.base.SimilaritySaliency.explain` returns) or over
+        the query (``side="query"``). Only the order of the values matters.
     fraction : float in (0, 1), default 0.2
         Share of each result's pixels to censor (seed 003: the top 20%):
         ``max(1, round(fraction * H * W))`` pixels. Ties in the map are broken by pixel
@@ -86,23 +92,28 @@ def censor_scores(
         ``fill="zero_pixel"``.
     batch_size : int, default 64
         Censored images per forward pass.
+    side : {"result", "query"}, default "result"
+        Which image of each pair the map covers and is censored (seed 003 censors the query).
 
     Returns
     -------
     ndarray of shape (n_results,), float64
-        ``similarity(query, result) - similarity(query, censored result)``: positive when
-        censoring lowers the similarity. Units of the similarity (see ``distance``).
+        ``similarity(query, result) - similarity(censored pair)``: positive when censoring
+        lowers the similarity. Units of the similarity (see ``distance``).
 
     Raises
     ------
     ValueError
         Bad image shapes or dtypes, ``maps`` not of shape (n_results, H, W) or not finite,
         ``fraction`` outside (0, 1), an unknown ``distance`` or ``fill``, ``embed`` not
-        returning (B, D) finite features, or negative features with ``distance="hik"``.
+        returning (B, D) finite features, negative features with ``distance="hik"``, or an
+        unknown ``side``.
     """
     fraction = _check_fraction(fraction)
     SimilaritySaliency._check_inputs(embed, query, results)
     maps = _check_maps(maps, results)
+    if side not in _SIDES:
+        raise ValueError(f"side must be one of {_SIDES}, got {side!r}")
     return _censor(
         embed,
         query,
@@ -114,6 +125,7 @@ def censor_scores(
         mean=mean,
         std=std,
         batch_size=batch_size,
+        side=side,
     )
 
 
@@ -228,7 +240,7 @@ def _similarity(query: np.ndarray, rows: np.ndarray, distance: str) -> np.ndarra
 
 
 def _censor(
-    embed, query, results, maps, *, fraction, distance, fill, mean, std, batch_size
+    embed, query, results, maps, *, fraction, distance, fill, mean, std, batch_size, side="result"
 ) -> np.ndarray:
     if distance not in METRICS:
         raise ValueError(f"unknown distance {distance!r}; valid: {list(METRICS)}")
@@ -236,11 +248,14 @@ def _censor(
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     device = embed_device(embed, results.device)
     results = results.to(device)
+    query = query.to(device)
     n, channels, height, width = results.shape
     fill_values = _fill_values(fill, mean, std, results.dtype, device)
     n_censored = max(1, round(fraction * height * width))
     flat_maps = np.asarray(maps).reshape(n, height * width)
-    censored = results.clone().reshape(n, channels, height * width)
+    # the image each map covers: the result of its pair, or the query (seed 003, Figure 5)
+    covered = results if side == "result" else query[None].expand(n, -1, -1, -1)
+    censored = covered.clone().reshape(n, channels, height * width)
     for i in range(n):
         # Highest values first; a stable sort of the negated map keeps equal values in pixel
         # order, so ties go to the earlier (row-major) pixel.
@@ -249,9 +264,14 @@ def _censor(
         censored[i][:, index] = fill_values
     censored = censored.reshape(n, channels, height, width)
     features = embed_in_batches(
-        embed, torch.cat([query[None].to(device), results, censored]), batch_size
+        embed, torch.cat([query[None], results, censored]), batch_size
     ).astype(np.float64)
     query_features, before, after = features[0], features[1 : n + 1], features[n + 1 :]
-    return _similarity(query_features, before, distance) - _similarity(
-        query_features, after, distance
+    if side == "result":
+        return _similarity(query_features, before, distance) - _similarity(
+            query_features, after, distance
+        )
+    after_pairs = np.array(
+        [_similarity(after[i], before[i : i + 1], distance)[0] for i in range(n)]
     )
+    return _similarity(query_features, before, distance) - after_pairs

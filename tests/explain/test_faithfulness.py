@@ -148,3 +148,19 @@ def test_unknown_distance_fill_and_negative_hik_features_are_refused():
         censor_scores(lambda b: mean_colour(b) - 1.0, query, results, patch_map, distance="hik")
     with pytest.raises(ValueError, match="seed"):
         random_censor_baseline(mean_colour, query, results, seed=-1)
+
+
+def test_a_map_over_the_query_censors_the_query_as_seed_003_does():
+    # the roles swapped: the red patch is in the query, the result is red all over
+    result, queries, patch_map = patch_pair()
+    query, results = queries[0], result[None]
+    # f(Q) = (0.2, 0, 0), f(A) = (1, 0, 0); the query's patch censored: f = (0, 0, 0), so the
+    # negated L2 distance goes from -0.8 to -1
+    on_query = censor_scores(mean_colour, query, results, patch_map, distance="l2", side="query")
+    np.testing.assert_allclose(on_query, [0.2], atol=1e-6)
+    # the same map over the result censors the result's top rows instead: f(A) = (0.8, 0, 0),
+    # closer to the query, so the similarity rises
+    on_result = censor_scores(mean_colour, query, results, patch_map, distance="l2")
+    np.testing.assert_allclose(on_result, [-0.2], atol=1e-6)
+    with pytest.raises(ValueError, match="side"):
+        censor_scores(mean_colour, query, results, patch_map, side="both")
