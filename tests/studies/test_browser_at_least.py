@@ -94,6 +94,9 @@ def test_a_worker_marks_a_13th_image_and_finishes_by_choice(
     page.wait_for_selector("#hit-tutorial-done")
     assert page.locator("#hit-colorbar").is_visible()
     assert "warm" in page.locator("#hit-colorbar").inner_text()
+    page.wait_for_function(
+        "[...document.images].every(img => img.complete && img.naturalWidth > 0)"
+    )
     shot("tutorial")
     page.click("#hit-tutorial-done")
     assignment = Assignment.objects.get(participant__external_id="P-AT-LEAST")
