@@ -45,8 +45,17 @@ def _problem(request, title: str, problems: list[str], status: int) -> HttpRespo
     return render(request, "studies/hit/problem.html", context, status=status)
 
 
+def _bind(request, study: Study, assignment: Assignment) -> None:
+    """Bind the browser session to ``assignment``; a new binding gets a new session key, so a
+    session id planted or seen before the binding does not reach the assignment."""
+    key = session_key(study.slug)
+    if request.session.get(key) != assignment.pk:
+        request.session.cycle_key()
+        request.session[key] = assignment.pk
+
+
 def _app(request, study: Study, assignment: Assignment) -> HttpResponse:
-    request.session[session_key(study.slug)] = assignment.pk
+    _bind(request, study, assignment)
     config = {
         "assignment": assignment.pk,
         "base": reverse("hit:page", kwargs={"study": study.slug}),
@@ -104,5 +113,5 @@ def lab(request: HttpRequest, study: str) -> HttpResponse:
         )
     except HitRefused as refused:
         return _problem(request, "This study cannot be opened", [str(refused)], refused.status)
-    request.session[session_key(found.slug)] = assignment.pk
+    _bind(request, found, assignment)
     return redirect("hit:lab", study=found.slug)

@@ -15,6 +15,10 @@ _REASONS = {
     "already_done": "You have already taken part in this study; it can be done only once.",
     "no_cell": "Every place in this study is taken; please return the HIT.",
     "expired": "This assignment was returned or given up; please accept the HIT again.",
+    "bound_elsewhere": (
+        "Your work on this study is open under another MTurk assignment; finish it there, or "
+        "return that HIT and come back once it has expired."
+    ),
 }
 
 
@@ -32,8 +36,8 @@ def hit_assignment_open(
 
     Raises :class:`HitRefused`: 403 when the MTurk assignment id already belongs to another
     worker or study; 400 for ids ``assignment_start`` finds malformed; 409 when it refuses
-    otherwise (study not live, done before, no cell left, an expired assignment), with a
-    sentence for the worker.
+    otherwise (study not live, done before, no cell left, an expired assignment, an active
+    assignment bound to another MTurk assignment id), with a sentence for the worker.
     """
     from .assignments import AssignmentRefused, assignment_start
 
