@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from studyplatform.studies import forms
-from studyplatform.studies.models import Assignment, Event
+from studyplatform.studies.models import Assignment, Event, Study
 from tests.studies.hit_helpers import build_study, hit_feature_set
 
 pytestmark = pytest.mark.django_db
@@ -171,3 +171,109 @@ def test_an_infinite_likert_answer_is_a_400_and_stores_nothing(study):
     assert response.status_code == 400
     assert likert in response.json()["error"]
     assert not Response.objects.exists()
+
+
+def test_lab_mode_is_closed_unless_the_study_enables_it(study):
+    Study.objects.filter(pk=study.pk).update(lab_enabled=False)
+
+    page = Client().get(f"/lab/{study.slug}/")
+    code = Client().post(f"/lab/{study.slug}/", {"code": "P-001"})
+
+    assert (page.status_code, code.status_code) == (403, 403)
+    assert "does not take lab participants" in code.content.decode()
+    assert not Assignment.objects.exists()
+
+
+def test_a_study_that_lists_its_lab_codes_takes_only_those(study):
+    Study.objects.filter(pk=study.pk).update(lab_codes=["P-001"])
+
+    stranger = Client().post(f"/lab/{study.slug}/", {"code": "P-999"})
+    invited = Client().post(f"/lab/{study.slug}/", {"code": "P-001"})
+
+    assert (stranger.status_code, invited.status_code) == (403, 302)
+    assert list(Assignment.objects.values_list("participant__external_id", flat=True)) == ["P-001"]
+
+
+@pytest.fixture
+def limits(settings):
+    """The limits a test sets, counted from zero (the cache is shared by the whole process)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield settings
+    cache.clear()
+
+
+def lab_code(study, code, ip="10.0.0.1", **headers):
+    return Client(REMOTE_ADDR=ip, headers=headers).post(f"/lab/{study.slug}/", {"code": code})
+
+
+def test_one_client_cannot_open_hits_under_many_fake_ids(study, limits):
+    limits.HIT_OPEN_PER_IP_PER_10_MINUTES = 3
+
+    codes = [lab_code(study, f"FAKE{i}").status_code for i in range(5)]
+    pages = [
+        open_hit(Client(REMOTE_ADDR="10.0.0.1"), study, worker=f"AFAKE{i}", assignment=f"A{i}")
+        for i in range(2)
+    ]
+
+    assert codes == [302, 302, 302, 429, 429]
+    assert [page.status_code for page in pages] == [429, 429]
+    assert pages[0]["Retry-After"] == "600"
+    assert Assignment.objects.count() == 3
+
+
+def test_a_forged_forwarded_for_header_does_not_reset_the_count(study, limits):
+    limits.HIT_OPEN_PER_IP_PER_10_MINUTES = 2
+    forged = [
+        lab_code(study, f"FAKE{i}", X_Forwarded_For=f"192.0.2.{i}").status_code for i in range(3)
+    ]
+    limits.TRUSTED_PROXY_COUNT = 1  # behind one proxy, the address it saw is the client's
+    behind = [
+        lab_code(study, f"PROXIED{i}", X_Forwarded_For=f"203.0.113.9, 198.51.100.{i}").status_code
+        for i in range(2)
+    ]
+
+    assert forged == [302, 302, 429]
+    assert behind == [302, 302]
+
+
+def test_many_clients_cannot_open_a_study_faster_than_its_limit(study, limits):
+    limits.HIT_OPEN_PER_STUDY_PER_MINUTE = 4
+
+    codes = [lab_code(study, f"FAKE{i}", ip=f"10.0.1.{i}").status_code for i in range(6)]
+
+    assert codes == [302, 302, 302, 302, 429, 429]
+
+
+def test_participants_who_do_nothing_hold_at_most_a_share_of_the_places_and_not_for_long(
+    study, limits
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    limits.HIT_NO_PROGRESS_MAX_SHARE = 0.5  # 3 of the study's 6 places
+    limits.HIT_NO_PROGRESS_MINUTES = 20
+    squatters = [Client(REMOTE_ADDR=f"10.0.2.{i}") for i in range(4)]
+    codes = [
+        c.post(f"/lab/{study.slug}/", {"code": f"FAKE{i}"}).status_code
+        for i, c in enumerate(squatters)
+    ]
+    assert codes == [302, 302, 302, 409]
+
+    # They keep their places alive with an event every few minutes, but never begin a task.
+    Assignment.objects.update(started_at=timezone.now() - dt.timedelta(minutes=21))
+    for i, squatter in enumerate(squatters[:3]):
+        mine = Assignment.objects.get(participant__external_id=f"FAKE{i}")
+        body = {"assignment": mine.pk, "id": f"keepalive{i}", "type": "page_view"}
+        assert post(squatter, study, "event", body).status_code == 200
+
+    assert lab_code(study, "REAL1", ip="10.0.3.1").status_code == 302
+    statuses = dict(Assignment.objects.values_list("participant__external_id", "status"))
+    assert statuses == {
+        "FAKE0": "abandoned",
+        "FAKE1": "abandoned",
+        "FAKE2": "abandoned",
+        "REAL1": "active",
+    }

@@ -33,6 +33,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -62,6 +63,7 @@ class AssignmentRefused(Exception):
     EXPIRED = "expired"
     BAD_REQUEST = "bad_request"
     BOUND_ELSEWHERE = "bound_elsewhere"
+    BUSY = "busy"
 
     def __init__(self, reason: str, message: str = "") -> None:
         self.reason = reason
@@ -125,11 +127,40 @@ def _lock_study(study: Study) -> Study:
     return Study.objects.get(pk=study.pk)
 
 
+def _no_progress(study: Study):
+    """The study's active assignments none of whose search tasks has begun."""
+    return Assignment.objects.filter(study=study, status=Assignment.Status.ACTIVE).exclude(
+        tasks__started_at__isnull=False
+    )
+
+
 def _release_idle(study: Study, now: dt.datetime) -> int:
+    """Abandon the active assignments idle past the study's timeout, and those that began no
+    search task within ``settings.HIT_NO_PROGRESS_MINUTES`` of starting, however often their
+    page reports in (a held cell is otherwise kept by one event every few minutes)."""
     cutoff = now - dt.timedelta(minutes=study.assignment_timeout_minutes)
-    return Assignment.objects.filter(
+    idle = Assignment.objects.filter(
         study=study, status=Assignment.Status.ACTIVE, last_seen_at__lt=cutoff
     ).update(status=Assignment.Status.ABANDONED, finished_at=now)
+    stalled = now - dt.timedelta(minutes=settings.HIT_NO_PROGRESS_MINUTES)
+    ids = list(_no_progress(study).filter(started_at__lt=stalled).values_list("pk", flat=True))
+    Assignment.objects.filter(pk__in=ids).update(
+        status=Assignment.Status.ABANDONED, finished_at=now
+    )
+    return idle + len(ids)
+
+
+def _check_idle_cap(study: Study, cells: dict) -> None:
+    """Refuse a new assignment while ``settings.HIT_NO_PROGRESS_MAX_SHARE`` of the study's
+    places are held by participants who have not begun a search task."""
+    places = len(cells) * 2 * study.repetitions
+    cap = max(1, int(places * settings.HIT_NO_PROGRESS_MAX_SHARE))
+    if _no_progress(study).count() >= cap:
+        raise AssignmentRefused(
+            AssignmentRefused.BUSY,
+            f"study {study.slug!r}: {cap} places are held by participants who have not begun; "
+            "new ones wait until they begin or are released",
+        )
 
 
 def _bound_elsewhere(assignment: Assignment, mturk: dict) -> bool:
@@ -219,7 +250,9 @@ def assignment_start(
         ``not_live`` (and no active assignment to resume), ``already_done``, ``no_cell``,
         ``expired`` (the MTurk assignment id is bound to an earlier assignment that was returned
         or whose cell was taken after it was abandoned), ``bound_elsewhere`` (the participant's
-        active assignment is bound to another MTurk assignment or HIT), or ``bad_request`` (unknown source,
+        active assignment is bound to another MTurk assignment or HIT), ``busy`` (too many
+        places held by participants who have not begun, see ``_check_idle_cap``), or
+        ``bad_request`` (unknown source,
         empty or overlong ids, an MTurk assignment id of another participant or study).
         Nothing is written then.
     """
@@ -371,6 +404,7 @@ def _assignment_new(
             AssignmentRefused.NO_CELL,
             f"study {study.slug!r} has no task pair left for participant {participant.external_id}",
         )
+    _check_idle_cap(study, cells)
     number, order = chosen
     cell = by_number[number]
     assignment = Assignment.objects.create(
