@@ -10,7 +10,8 @@ or collaborate on (a superuser sees all), and exports show raw worker ids only t
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
@@ -67,6 +68,7 @@ class StudyOutputSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class ParticipantField(serializers.Field):
     """The participant's MTurk worker id or lab code, raw or pseudonymised for the requesting
     user (``context["user"]``, see ``selectors.participant_label``)."""
