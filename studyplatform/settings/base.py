@@ -290,6 +290,10 @@ HIT_NO_PROGRESS_MAX_SHARE = float(os.environ.get("HIT_NO_PROGRESS_MAX_SHARE", "0
 # per study per minute; over either, the page answers 429.
 HIT_OPEN_PER_IP_PER_10_MINUTES = env_int("HIT_OPEN_PER_IP_PER_10_MINUTES", 30)
 HIT_OPEN_PER_STUDY_PER_MINUTE = env_int("HIT_OPEN_PER_STUDY_PER_MINUTE", 120)
+# Requests to the worker page's JSON endpoints (images included), in DRF's rate syntax, per
+# client IP (a lab room shares one) and per study; over either: 429.
+HIT_API_RATE_PER_IP = os.environ.get("HIT_API_RATE_PER_IP", "1200/minute")
+HIT_API_RATE_PER_STUDY = os.environ.get("HIT_API_RATE_PER_STUDY", "20000/minute")
 # How many reverse proxies in front of the web process append to X-Forwarded-For (the client's
 # IP is the one they saw); 0: the client's IP is REMOTE_ADDR and the header is ignored.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
