@@ -32,12 +32,15 @@ _FIGURE_TITLES = {
 
 
 def _html(frame, *, percent: tuple[str, ...] = (), index: bool = True) -> str:
-    """A table as HTML: two decimals, empty cells for missing values, percentages where asked."""
-    styler = frame.style.format(precision=2, na_rep="")
+    """A table as HTML: two decimals, empty cells for missing values, percentages where asked.
+    Every cell and label is HTML-escaped (class names come from an archive's annotations), so
+    the template may mark the result safe."""
+    styler = frame.style.format(precision=2, na_rep="", escape="html")
+    styler = styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
     for column in frame.columns:
         parts = column if isinstance(column, tuple) else (column,)
         if any(p in percent for p in parts):
-            styler = styler.format("{:.1%}", subset=[column], na_rep="")
+            styler = styler.format("{:.1%}", subset=[column], na_rep="", escape="html")
     if not index:
         styler = styler.hide(axis="index")
     return styler.set_table_attributes('class="analysis-table"').to_html()

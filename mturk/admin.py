@@ -63,11 +63,12 @@ class RequestRecordAdmin(ReadOnlyAdmin):
     search_fields = ["key"]
 
 
-@admin.action(description="Publish to MTurk (shows the cost first)")
+@admin.action(description="Publish to MTurk (shows the cost first)", permissions=["publish"])
 def publish_to_mturk(modeladmin, request, queryset):
     """Study admin action: the plan (cost, fees, balance) of each selected study on a page of
     its own, then, once confirmed there, ``hit_publish`` (``MTURK_ENVIRONMENT``; production
-    only with both switches)."""
+    only with both switches). Offered only to holders of ``studies.publish_study`` (the study
+    admin's ``has_publish_permission``)."""
     from django.contrib import messages
     from django.template.response import TemplateResponse
 

@@ -19,14 +19,6 @@ class MturkConfig(AppConfig):
             description="The HIT settings (mturk/spec.py); left out for a lab-only study.",
         )
 
-        # Imported here, not lazily at the first assignment: a broken import stops start-up.
-        from studyplatform.studies.models import Assignment
-        from studyplatform.studies.signals import assignment_started
-
-        from .receivers import participation_grant_on_start
-
-        assignment_started.connect(
-            participation_grant_on_start,
-            sender=Assignment,
-            dispatch_uid="mturk.participation_grant_on_start",
-        )
+        # No receiver of ``assignment_started``: the worker id of a new assignment comes from a
+        # URL, and the "participated" qualification goes to the worker MTurk lists when the
+        # assignments are synced (``assignments_sync``), never to an id nobody verified.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.exceptions
@@ -76,6 +77,22 @@ def local_endpoint_url() -> str:
     return url or "http://127.0.0.1:8765"
 
 
+def _local_url_checked(url: str) -> str:
+    """``url`` if it can be a local endpoint: http(s) and not an Amazon host. A "local" client
+    signs with the real AWS credentials when there are any, so pointed at MTurk's own endpoint
+    (in any spelling) it would spend money without the production switches."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").rstrip(".").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise MTurkConfigError(f"MTURK_LOCAL_URL {url!r} is not an http(s) URL.")
+    if host == "amazonaws.com" or host.endswith(".amazonaws.com"):
+        raise MTurkConfigError(
+            f"MTURK_LOCAL_URL {url!r} points at Amazon, not a local endpoint; use the sandbox or "
+            "production environment (production needs both switches)."
+        )
+    return url
+
+
 def mturk_client(
     *,
     environment: str | None = None,
@@ -119,7 +136,7 @@ def mturk_client(
     elif environment == "sandbox":
         url = SANDBOX_URL
     else:
-        url = endpoint_url or local_endpoint_url()
+        url = _local_url_checked(endpoint_url or local_endpoint_url())
     if endpoint_url and environment != "local":
         raise MTurkConfigError("endpoint_url can only be given for the local environment.")
 

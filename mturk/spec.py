@@ -39,6 +39,11 @@ COMPARATORS = (
     "In",
     "NotIn",
 )
+#: MTurk pays a submitted assignment by itself after its auto-approval delay: the platform
+#: needs that long to sync, compare and let a person reject what it cannot match.
+MIN_AUTO_APPROVAL_HOURS = 24
+#: What the sync does with a submission it cannot pay (see ``MTurkSpec.incomplete_submissions``).
+INCOMPLETE_SUBMISSION_RULES = ("hold", "reject")
 #: MTurk accepts at most this many ``IntegerValues`` with ``In`` / ``NotIn``, one otherwise.
 MAX_SET_VALUES = 15
 #: MTurk's limit on the HIT's comma-separated keywords.
@@ -171,7 +176,22 @@ class MTurkSpec(SpecModel):
         60, ge=1, le=24 * 60 * 365, description="How long a worker may hold an assignment."
     )
     auto_approval_delay_hours: int = Field(
-        72, ge=0, le=24 * 30, description="After this, a submitted assignment is approved."
+        72,
+        ge=MIN_AUTO_APPROVAL_HOURS,
+        le=24 * 30,
+        description=(
+            "After this, MTurk approves (pays) a submitted assignment by itself; at least "
+            f"{MIN_AUTO_APPROVAL_HOURS}, the time the platform has to sync, compare and reject "
+            "what it cannot match."
+        ),
+    )
+    incomplete_submissions: Literal[INCOMPLETE_SUBMISSION_RULES] = Field(  # type: ignore[valid-type]
+        "hold",
+        description=(
+            "What the sync does with a submission the platform cannot pay (no data here, "
+            "incomplete data, or another worker or HIT than the platform recorded): hold, "
+            "listed for a person to decide before the auto-approval delay ends, or reject."
+        ),
     )
     frame_height: int = Field(
         900, ge=0, le=10_000, description="Pixels of the ExternalQuestion frame (0: MTurk's)."

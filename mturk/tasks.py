@@ -1,7 +1,7 @@
 """MTurk tasks (``default`` queue): take ids, re-fetch, call one service (STYLE habit 5).
 
-Both are idempotent (granting a qualification twice, or syncing twice, changes nothing), so
-they use ``acks_late``; only MTurk's throttling and connection failures are retried, with
+Syncing is idempotent (a second sync changes nothing; the qualifications it grants are recorded
+once), so it uses ``acks_late``; only MTurk's throttling and connection failures are retried, with
 exponential backoff.
 """
 
@@ -12,26 +12,6 @@ from celery import shared_task
 from mturk.client import MTurkThrottled, MTurkUnreachable
 
 TRANSIENT = (MTurkThrottled, MTurkUnreachable)
-
-
-@shared_task(
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT,
-    retry_backoff=True,
-    max_retries=6,
-)
-def mturk_participation_grant(assignment_id: int) -> list[str]:
-    """Grant the study's "participated" qualification to the assignment's worker."""
-    from mturk.selectors import study_is_published
-    from mturk.services import participation_grant, study_client
-    from studyplatform.studies.models import Assignment
-
-    assignment = Assignment.objects.select_related("study", "participant").get(id=assignment_id)
-    if not study_is_published(study=assignment.study):
-        return []  # no HIT anywhere (a rehearsal on the platform alone): nothing to grant
-    client = study_client(study=assignment.study)
-    return participation_grant(assignment=assignment, client=client)
 
 
 @shared_task(

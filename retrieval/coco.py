@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import ijson
@@ -64,6 +64,18 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return (isinstance(value, int | float) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+def _inside_folder(file_name: str) -> bool:
+    """True when joining ``file_name`` to a folder stays inside it: relative, no ``..`` part,
+    no drive or NUL byte (archives are read with ``folder / file_name``)."""
+    path = PurePosixPath(file_name.replace("\\", "/"))
+    return not (
+        path.is_absolute()
+        or ".." in path.parts
+        or "\0" in file_name
+        or PureWindowsPath(file_name).drive
+    )
 
 
 class CocoReader:
@@ -148,6 +160,14 @@ class CocoReader:
             if not isinstance(file_name, str) or not file_name:
                 raise self._error(
                     "images", index, record, f"file_name {file_name!r} is not a non-empty string"
+                )
+            if not _inside_folder(file_name):
+                raise self._error(
+                    "images",
+                    index,
+                    record,
+                    f"file_name {file_name!r} must be a relative path inside the image folder "
+                    "(no leading '/', no '..', no NUL)",
                 )
             if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
                 raise self._error(

@@ -43,7 +43,9 @@ class PlatformStudyAdmin(StudyAdmin):
             progress.rendered,
         )
 
-    @admin.action(description="Precompute saliency maps (queued on the gpu workers)")
+    @admin.action(
+        description="Precompute saliency maps (queued on the gpu workers)", permissions=["change"]
+    )
     def precompute_saliency(self, request, queryset):
         # Planning needs the backbone's normalisation: a worker plans and queues the chunks.
         for study in queryset:

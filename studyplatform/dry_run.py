@@ -20,8 +20,9 @@ from typing import Any
 from django.test import override_settings
 
 from analysis.simulation import study_simulate
-from mturk.client import mturk_client
+from mturk.client import MTurkError, mturk_client
 from mturk.local.server import LocalMTurkServer
+from mturk.models import Hit
 from mturk.selectors import money_spent
 from mturk.services.assignments import assignment_approve, assignments_sync
 from mturk.services.hits import hit_publish
@@ -45,10 +46,30 @@ def _worker_id(seed: int, index: int) -> str:
     return f"A{seed:03d}DRYRUN{index:04d}"
 
 
+def _refuse_a_real_study(study: Any) -> None:
+    if Hit.objects.filter(study=study).exclude(environment="local").exists():
+        raise MTurkError(
+            f"study {study.slug} has HITs on the sandbox or MTurk: rehearse on a copy of its spec "
+            "(another slug), never on the study workers are taking"
+        )
+    real = study.assignments.exclude(participant__external_id__regex=r"^A[0-9]{3}DRYRUN[0-9]{4}$")
+    if real.exists():
+        raise MTurkError(
+            f"study {study.slug} has {real.count()} assignments of real participants: rehearse "
+            "on a copy of its spec (another slug)"
+        )
+
+
 def study_dry_run(*, study: Any, workers: int, seed: int = 0, state: Path) -> DryRunReport:
     """Rehearse ``study`` (live) with ``workers`` simulated MTurk workers (US, 5,000 approved
     HITs, 99% approval, so they pass the usual filters); the endpoint's state goes to
-    ``state`` (a SQLite file, reused by a second run)."""
+    ``state`` (a SQLite file, reused by a second run).
+
+    Raises :class:`~mturk.client.MTurkError`, writing nothing, for a study published on the
+    sandbox or on MTurk itself, or with participants who are not simulated workers: the
+    simulated workers' assignments would sit among the real ones and take their places.
+    """
+    _refuse_a_real_study(study)
     server = LocalMTurkServer(state=str(state)).start()
     try:
         report = DryRunReport(endpoint=server.url)

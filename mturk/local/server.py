@@ -19,6 +19,7 @@ Routes:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 import uuid
@@ -73,11 +74,30 @@ class _Handler(BaseHTTPRequestHandler):
             f"http://{self.headers.get('Host') or '{}:{}'.format(*self.server.server_address[:2])}"
         )
 
+    def _refused(self, path: str) -> bool:
+        """Answer 400 for a Host this endpoint is not served under (links are built from it, and
+        a foreign Host is how a web page rebinds its DNS to reach a loopback server), and 403 for
+        ``/_control/`` from anywhere but this machine. True when refused."""
+        port = self.server.server_address[1]
+        hosts = {f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]", self.server.host)}
+        if (self.headers.get("Host") or "").lower() not in hosts | self.server.allowed_hosts:
+            self._json(400, {"Message": "unknown Host"}, "application/json")
+            return True
+        if (
+            path.startswith("/_control/")
+            and not ipaddress.ip_address(self.client_address[0]).is_loopback
+        ):
+            self._json(403, {"Message": "/_control/ answers only this machine"}, "application/json")
+            return True
+        return False
+
     # --- dispatch ---------------------------------------------------------------------------
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         path = url.path
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if self._refused(path):
+            return
         store = self.server.store
         try:
             if path == "/_control/state":
@@ -97,6 +117,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
+        if self._refused(path):
+            return
         try:
             body = self._body()
         except ApiError as exc:
@@ -234,18 +256,29 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, store: Store, verbose: bool) -> None:
+    def __init__(self, address, store: Store, verbose: bool, allowed_hosts=()) -> None:
         super().__init__(address, _Handler)
         self.store = store
         self.verbose = verbose
+        self.host = address[0]
+        # Further "host:port" values of the Host header, e.g. a container's published name.
+        self.allowed_hosts = {h.lower() for h in allowed_hosts}
 
 
 class LocalMTurkServer:
     """The endpoint on ``host:port`` (``port=0`` picks a free one) over the state file."""
 
-    def __init__(self, *, state: str, host: str = "127.0.0.1", port: int = 0, verbose=False):
+    def __init__(
+        self,
+        *,
+        state: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose=False,
+        allowed_hosts=(),
+    ):
         self.store = Store(state)
-        self._server = _Server((host, port), self.store, verbose)
+        self._server = _Server((host, port), self.store, verbose, allowed_hosts)
         self._thread: threading.Thread | None = None
 
     @property

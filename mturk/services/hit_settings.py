@@ -89,6 +89,7 @@ class HitSettings:
     exclude_participated_any_study: bool = False
     planned_bonus: Decimal = Decimal("0.00")
     production: bool = False
+    incomplete_submissions: str = "hold"
 
     def requirements(self, *, environment: str, participated_ids: list[str]) -> list[dict]:
         """MTurk ``QualificationRequirements``: seed 001 section 4's filters (locale, approved HITs,
@@ -183,6 +184,7 @@ def hit_settings_from_study(study: Any) -> HitSettings:
         exclude_participated_any_study=quals.exclude_participated_any_study,
         planned_bonus=spec.planned_bonus,
         production=spec.production,
+        incomplete_submissions=spec.incomplete_submissions,
     )
 
 

@@ -1,6 +1,7 @@
 """The "participated" qualifications that keep a worker to one HIT of a study (and, when the
 study asks, of any study on the platform): created once per environment, required as
-DoesNotExist by the study's HIT type, granted to each worker as their assignment starts."""
+DoesNotExist by the study's HIT type, granted to each worker MTurk lists for the study when its
+assignments are synced."""
 
 from __future__ import annotations
 
@@ -82,17 +83,17 @@ def participation_qualifications_ensure(
     return ids
 
 
-def participation_grant(*, assignment: Any, client: Any) -> list[str]:
-    """Grant the study's participated qualification(s) to the assignment's worker.
+def participation_grant(*, study: Any, worker_id: str, client: Any) -> list[str]:
+    """Grant the study's participated qualification(s) to ``worker_id``.
 
-    Returns the qualification type ids granted (empty for a lab participant or a study never
-    published in this client's environment). Repeating it is harmless.
+    ``worker_id`` is a worker MTurk reported (``assignments_sync`` passes each listed
+    assignment's ``WorkerId``), never one read from a URL: a forged id would otherwise be
+    granted (an MTurk call per fake id) and a real worker named in a URL locked out.
+    Returns the qualification type ids granted now (empty for a study never published in this
+    client's environment, or when every grant was made before). Repeating it is harmless.
     """
-    if assignment.participant.source != "mturk":
-        return []
     environment = client_environment(client)
-    worker_id = assignment.participant.external_id
-    if not Hit.objects.filter(environment=environment, study=assignment.study_id).exists():
+    if not Hit.objects.filter(environment=environment, study=study).exists():
         return []
     types = QualificationType.objects.filter(environment=environment).exclude(
         qualification_type_id=""
@@ -100,11 +101,11 @@ def participation_grant(*, assignment: Any, client: Any) -> list[str]:
     type_ids = [
         row.qualification_type_id
         for row in types
-        if row.study_id == assignment.study_id
-        or (row.study_id is None and _study_uses_cross(assignment.study))
+        if row.study_id == study.pk or (row.study_id is None and _study_uses_cross(study))
     ]
+    granted = []
     for type_id in type_ids:
-        request_once(
+        _, response = request_once(
             client=client,
             environment=environment,
             key=f"grant:{type_id}:{worker_id}",
@@ -116,7 +117,9 @@ def participation_grant(*, assignment: Any, client: Any) -> list[str]:
                 "SendNotification": False,
             },
         )
-    return type_ids
+        if response is not None:
+            granted.append(type_id)
+    return granted
 
 
 def _study_uses_cross(study: Any) -> bool:

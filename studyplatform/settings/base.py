@@ -185,6 +185,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Archives, studies, saliency maps, MTurk and analysis for explainable image retrieval studies.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema names every endpoint and field of the researcher API: staff only.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
 }
 
 # --- Celery ---------------------------------------------------------------------------------------
@@ -277,6 +279,24 @@ if HIT_CROSS_SITE_COOKIES:
     CSRF_COOKIE_SECURE = True
 # Largest JSON body a worker page may POST (bytes); larger ones get 413.
 HIT_MAX_BODY_BYTES = env_int("HIT_MAX_BODY_BYTES", 16 * 1024)
+# Squatting limits. An active assignment that has begun no search task this many minutes after
+# it started frees its cell, however often its page reports in.
+HIT_NO_PROGRESS_MINUTES = env_int("HIT_NO_PROGRESS_MINUTES", 20)
+# New assignments wait while this share of a study's places is held by participants who have
+# not begun a search task.
+HIT_NO_PROGRESS_MAX_SHARE = float(os.environ.get("HIT_NO_PROGRESS_MAX_SHARE", "0.5"))
+# Opening a HIT (the MTurk page or a lab code), counted in Django's cache (Redis when
+# REDIS_URL is set, so every web process shares the counts): per client IP per 10 minutes and
+# per study per minute; over either, the page answers 429.
+HIT_OPEN_PER_IP_PER_10_MINUTES = env_int("HIT_OPEN_PER_IP_PER_10_MINUTES", 30)
+HIT_OPEN_PER_STUDY_PER_MINUTE = env_int("HIT_OPEN_PER_STUDY_PER_MINUTE", 120)
+# Requests to the worker page's JSON endpoints (images included), in DRF's rate syntax, per
+# client IP (a lab room shares one) and per study; over either: 429.
+HIT_API_RATE_PER_IP = os.environ.get("HIT_API_RATE_PER_IP", "1200/minute")
+HIT_API_RATE_PER_STUDY = os.environ.get("HIT_API_RATE_PER_STUDY", "20000/minute")
+# How many reverse proxies in front of the web process append to X-Forwarded-For (the client's
+# IP is the one they saw); 0: the client's IP is REMOTE_ADDR and the header is ignored.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 # Longest side of the images shown on task pages, in pixels.
 HIT_IMAGE_SIZE = env_int("HIT_IMAGE_SIZE", 256)
 

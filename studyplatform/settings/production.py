@@ -23,8 +23,11 @@ if not ALLOWED_HOSTS:
     )
 
 DEBUG = False
-# TLS is terminated by the proxy in front of gunicorn, which sets X-Forwarded-Proto.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# TLS is terminated by the proxy in front of gunicorn, which sets X-Forwarded-Proto. Served
+# directly (docker/compose.yml on plain HTTP), the header is the client's to write and is not
+# trusted: BEHIND_TLS_PROXY=false.
+if env_bool("BEHIND_TLS_PROXY", True):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365)

@@ -33,3 +33,11 @@ WHITENOISE_AUTOREFRESH = True
 # The live server's thread must not keep its connection past a test (PostgreSQL cannot drop the
 # test database while a connection is open).
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+# The squatting limits count across a whole test process (one cache, one client IP): tests of
+# other behaviour open HITs without them, and the tests of the limits set their own.
+HIT_OPEN_PER_IP_PER_10_MINUTES = 10**6
+HIT_OPEN_PER_STUDY_PER_MINUTE = 10**6
+HIT_NO_PROGRESS_MAX_SHARE = 1.0
+HIT_API_RATE_PER_IP = "1000000/second"
+HIT_API_RATE_PER_STUDY = "1000000/second"

@@ -24,10 +24,24 @@ from .models import (
     Study,
     TaskPair,
 )
-from .selectors import study_list
+from .selectors import study_list, study_visible_ids
 from .services.studies import StudyStatusError, study_status_set
 
 _HOLDING = Q(assignments__status__in=[str(s) for s in Assignment.HOLDING_STATUSES])
+
+
+class _OfVisibleStudies:
+    """Rows of the studies the user owns or collaborates on (all for a superuser);
+    ``study_path`` is the lookup from the row to its study's id."""
+
+    study_path = "study_id"
+
+    def get_queryset(self, request):
+        rows = super().get_queryset(request)
+        visible = study_visible_ids(user=request.user)
+        if visible is None:
+            return rows
+        return rows.filter(**{f"{self.study_path}__in": visible}).distinct()
 
 
 class _ReadOnlyInline(admin.TabularInline):
@@ -99,7 +113,20 @@ class StudyAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        return study_list().annotate(_holding=Count("assignments", filter=_HOLDING, distinct=True))
+        return study_list(user=request.user).annotate(
+            _holding=Count("assignments", filter=_HOLDING, distinct=True)
+        )
+
+    def has_go_live_permission(self, request) -> bool:
+        return request.user.has_perm("studies.go_live_study")
+
+    def has_publish_permission(self, request) -> bool:
+        return request.user.has_perm("studies.publish_study")
+
+    def save_model(self, request, obj, form, change):
+        if not change and obj.owner_id is None:
+            obj.owner = request.user
+        super().save_model(request, obj, form, change)
 
     def has_add_permission(self, request):
         return False  # studies come from specs: manage.py create_study or POST /api/studies/
@@ -130,21 +157,23 @@ class StudyAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{study.slug} is {status}", messages.SUCCESS)
 
-    @admin.action(description="Mark ready (task pairs and features present)")
+    @admin.action(
+        description="Mark ready (task pairs and features present)", permissions=["change"]
+    )
     def make_ready(self, request, queryset):
         self._set_status(request, queryset, Study.Status.READY)
 
-    @admin.action(description="Go live")
+    @admin.action(description="Go live", permissions=["go_live"])
     def make_live(self, request, queryset):
         self._set_status(request, queryset, Study.Status.LIVE)
 
-    @admin.action(description="Close")
+    @admin.action(description="Close", permissions=["go_live"])
     def make_closed(self, request, queryset):
         self._set_status(request, queryset, Study.Status.CLOSED)
 
 
 @admin.register(TaskPair)
-class TaskPairAdmin(admin.ModelAdmin):
+class TaskPairAdmin(_OfVisibleStudies, admin.ModelAdmin):
     list_display = [
         "study",
         "number",
@@ -183,14 +212,26 @@ class QuestionInline(admin.TabularInline):
 
 
 @admin.register(Questionnaire)
-class QuestionnaireAdmin(admin.ModelAdmin):
+class QuestionnaireAdmin(_OfVisibleStudies, admin.ModelAdmin):
     list_display = ["study", "kind", "for_xai", "title"]
     list_filter = ["study", "kind"]
     inlines = [QuestionInline]
 
 
 @admin.register(Participant)
-class ParticipantAdmin(admin.ModelAdmin):
+class ParticipantAdmin(_OfVisibleStudies, admin.ModelAdmin):
+    """Raw worker ids: only for holders of ``studies.view_worker_ids``."""
+
+    study_path = "assignments__study_id"
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("studies.view_worker_ids") and super().has_view_permission(
+            request, obj
+        )
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
     list_display = ["external_id", "source", "created_at"]
     list_filter = ["source"]
     search_fields = ["=external_id"]
@@ -203,7 +244,7 @@ class SearchTaskInline(_ReadOnlyInline):
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(_OfVisibleStudies, admin.ModelAdmin):
     list_display = [
         "pk",
         "study",
@@ -239,7 +280,8 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(_OfVisibleStudies, admin.ModelAdmin):
+    study_path = "assignment__study_id"
     list_display = ["server_time", "assignment", "task", "type", "image", "iqr_round"]
     list_filter = ["type"]
     list_select_related = ["assignment__study", "assignment__participant", "task"]
@@ -253,7 +295,8 @@ class EventAdmin(admin.ModelAdmin):
 
 
 @admin.register(Response)
-class ResponseAdmin(admin.ModelAdmin):
+class ResponseAdmin(_OfVisibleStudies, admin.ModelAdmin):
+    study_path = "assignment__study_id"
     list_display = ["assignment", "question", "task", "value", "text"]
     list_select_related = ["assignment__study", "assignment__participant", "question", "task"]
     search_fields = ["=assignment__participant__external_id", "question__code"]

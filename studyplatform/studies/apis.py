@@ -1,20 +1,33 @@
 """Researcher API of studies: thin views that parse, call one service or selector, serialise.
 
-Staff only (the project's default permission), by session or HTTP basic authentication.
+Staff only, by session or HTTP basic authentication, and then Django's model permissions on
+``Study`` (``view_study`` to read, ``add_study`` to create, ``change_study`` to change,
+``go_live_study`` to take a study live or close it); a researcher sees only the studies they own
+or collaborate on (a superuser sees all), and exports show raw worker ids only to holders of
+``view_worker_ids`` (a keyed pseudonym otherwise).
 """
 
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import DjangoModelPermissions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .models import Event, Study
-from .selectors import event_list, response_list, study_list, study_progress, task_pair_list
+from .selectors import (
+    event_list,
+    participant_label,
+    response_list,
+    study_list,
+    study_progress,
+    task_pair_list,
+)
 from .services.specs import StudySpecError, study_spec_dump, study_spec_parse
 from .services.studies import (
     StudyStatusError,
@@ -55,12 +68,59 @@ class StudyOutputSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-def _study(slug: str) -> Study:
-    return get_object_or_404(study_list(), slug=slug)
+@extend_schema_field(OpenApiTypes.STR)
+class ParticipantField(serializers.Field):
+    """The participant's MTurk worker id or lab code, raw or pseudonymised for the requesting
+    user (``context["user"]``, see ``selectors.participant_label``)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="assignment.participant.external_id", read_only=True, **kwargs)
+
+    def to_representation(self, value: str) -> str:
+        return participant_label(external_id=value, user=self.context["user"])
 
 
-class StudyListCreateApi(APIView):
+class StudyPermissions(DjangoModelPermissions):
+    """Staff, with the ``Study`` model permission the method needs (reading needs
+    ``view_study``, which DRF's own map leaves open); object-level visibility is the
+    selectors' (:func:`_study`)."""
+
+    perms_map = {
+        **DjangoModelPermissions.perms_map,
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+    }
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_staff) and super().has_permission(
+            request, view
+        )
+
+    def get_required_permissions(self, method, model_cls):
+        if method == "POST":  # a POST changes a study, except the one that creates it
+            method = getattr(self, "_post_as", "PUT")
+        return super().get_required_permissions(method, model_cls)
+
+
+class _CreatePermissions(StudyPermissions):
+    _post_as = "POST"
+
+
+class _StudyApi(APIView):
+    permission_classes = [StudyPermissions]
+    queryset = Study.objects.none()  # the model DjangoModelPermissions checks
+
+
+def _study(slug: str, request) -> Study:
+    """The study ``slug`` if ``request.user`` may see it; 404 otherwise (also for a study that
+    exists but is another researcher's, so its slug is not confirmed)."""
+    return get_object_or_404(study_list(user=request.user), slug=slug)
+
+
+class StudyListCreateApi(_StudyApi):
     """Studies, newest first; POST a spec (as JSON, or as YAML text) to create one (a draft)."""
+
+    permission_classes = [_CreatePermissions]
 
     class StudyCreateInputSerializer(serializers.Serializer):
         spec = serializers.JSONField(
@@ -78,7 +138,7 @@ class StudyListCreateApi(APIView):
     @extend_schema(responses=StudyOutputSerializer(many=True))
     def get(self, request):
         paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(study_list(), request, view=self)
+        page = paginator.paginate_queryset(study_list(user=request.user), request, view=self)
         return paginator.get_paginated_response(StudyOutputSerializer(page, many=True).data)
 
     @extend_schema(request=StudyCreateInputSerializer, responses={201: StudyOutputSerializer})
@@ -89,23 +149,23 @@ class StudyListCreateApi(APIView):
             spec = data.validated_data.get("spec")
             if spec is None:
                 spec = study_spec_parse(data.validated_data["yaml"])
-            study = study_create_from_spec(spec=spec)
+            study = study_create_from_spec(spec=spec, owner=request.user)
         except StudySpecError as exc:
             raise _spec_error(exc) from None
         except TaskPairError as exc:
             raise ValidationError({"field": "task_pairs", "detail": str(exc)}) from None
         return Response(
-            StudyOutputSerializer(_study(study.slug)).data, status=status.HTTP_201_CREATED
+            StudyOutputSerializer(_study(study.slug, request)).data, status=status.HTTP_201_CREATED
         )
 
 
-class StudyDetailApi(APIView):
+class StudyDetailApi(_StudyApi):
     @extend_schema(responses=StudyOutputSerializer)
     def get(self, request, slug: str):
-        return Response(StudyOutputSerializer(_study(slug)).data)
+        return Response(StudyOutputSerializer(_study(slug, request)).data)
 
 
-class StudySpecApi(APIView):
+class StudySpecApi(_StudyApi):
     """The study exported as a normalised spec (``study_spec_load`` reads it back), and as YAML."""
 
     class StudySpecOutputSerializer(serializers.Serializer):
@@ -114,11 +174,11 @@ class StudySpecApi(APIView):
 
     @extend_schema(responses=StudySpecOutputSerializer)
     def get(self, request, slug: str):
-        spec = study_spec_export(study=_study(slug))
+        spec = study_spec_export(study=_study(slug, request))
         return Response({"spec": spec, "yaml": study_spec_dump(spec)})
 
 
-class StudyStatusApi(APIView):
+class StudyStatusApi(_StudyApi):
     """Move the study to another status: draft -> ready -> live -> closed (ready -> draft)."""
 
     class StudyStatusInputSerializer(serializers.Serializer):
@@ -126,17 +186,20 @@ class StudyStatusApi(APIView):
 
     @extend_schema(request=StudyStatusInputSerializer, responses=StudyOutputSerializer)
     def post(self, request, slug: str):
-        study = _study(slug)
+        study = _study(slug, request)
         data = self.StudyStatusInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        going = data.validated_data["status"] in (Study.Status.LIVE, Study.Status.CLOSED)
+        if going and not request.user.has_perm("studies.go_live_study"):
+            raise PermissionDenied("taking a study live or closing it needs go_live_study")
         try:
             study_status_set(study=study, status=data.validated_data["status"])
         except StudyStatusError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        return Response(StudyOutputSerializer(_study(slug)).data)
+        return Response(StudyOutputSerializer(_study(slug, request)).data)
 
 
-class TaskPairListApi(APIView):
+class TaskPairListApi(_StudyApi):
     """The study's task pairs; POST to generate them again (refused once assignments exist)."""
 
     class TaskPairOutputSerializer(serializers.Serializer):
@@ -165,12 +228,14 @@ class TaskPairListApi(APIView):
     @extend_schema(responses=TaskPairOutputSerializer(many=True))
     def get(self, request, slug: str):
         paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(task_pair_list(study=_study(slug)), request, view=self)
+        page = paginator.paginate_queryset(
+            task_pair_list(study=_study(slug, request)), request, view=self
+        )
         return paginator.get_paginated_response(self.TaskPairOutputSerializer(page, many=True).data)
 
     @extend_schema(request=GenerateInputSerializer, responses=ReportSerializer)
     def post(self, request, slug: str):
-        study = _study(slug)
+        study = _study(slug, request)
         data = self.GenerateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -180,7 +245,7 @@ class TaskPairListApi(APIView):
         return Response(report.as_dict())
 
 
-class StudyProgressApi(APIView):
+class StudyProgressApi(_StudyApi):
     """Assignments by status, and holders per (task pair, order) cell."""
 
     class CellSerializer(serializers.Serializer):
@@ -204,16 +269,17 @@ class StudyProgressApi(APIView):
 
     @extend_schema(responses=StudyProgressOutputSerializer)
     def get(self, request, slug: str):
-        return Response(study_progress(study=_study(slug)).as_dict())
+        return Response(study_progress(study=_study(slug, request)).as_dict())
 
 
-class _ExportApi(APIView):
+class _ExportApi(_StudyApi):
     """Shared paging of the export endpoints (``?limit=&offset=``)."""
 
     def _page(self, request, rows, serializer):
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response(serializer(page, many=True).data)
+        data = serializer(page, many=True, context={"user": request.user}).data
+        return paginator.get_paginated_response(data)
 
 
 class EventExportApi(_ExportApi):
@@ -222,7 +288,7 @@ class EventExportApi(_ExportApi):
     class EventOutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         assignment = serializers.IntegerField(source="assignment_id")
-        participant = serializers.CharField(source="assignment.participant.external_id")
+        participant = ParticipantField()
         source = serializers.CharField(source="assignment.participant.source")
         task_position = serializers.IntegerField(source="task.position", allow_null=True)
         condition = serializers.CharField(source="task.condition.name", allow_null=True)
@@ -243,7 +309,7 @@ class EventExportApi(_ExportApi):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         rows = event_list(
-            study=_study(slug),
+            study=_study(slug, request),
             assignment_id=filters.validated_data.get("assignment"),
             type=filters.validated_data.get("type"),
         )
@@ -256,7 +322,7 @@ class ResponseExportApi(_ExportApi):
     class ResponseOutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         assignment = serializers.IntegerField(source="assignment_id")
-        participant = serializers.CharField(source="assignment.participant.external_id")
+        participant = ParticipantField()
         questionnaire = serializers.CharField(source="question.questionnaire.kind")
         question = serializers.CharField(source="question.code")
         scale = serializers.CharField(source="question.scale")
@@ -268,4 +334,6 @@ class ResponseExportApi(_ExportApi):
 
     @extend_schema(responses=ResponseOutputSerializer(many=True))
     def get(self, request, slug: str):
-        return self._page(request, response_list(study=_study(slug)), self.ResponseOutputSerializer)
+        return self._page(
+            request, response_list(study=_study(slug, request)), self.ResponseOutputSerializer
+        )

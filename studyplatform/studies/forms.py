@@ -12,11 +12,33 @@ PREVIEW_ASSIGNMENT_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
 _MTURK_ID = r"^[A-Za-z0-9]{1,64}$"
 
 
+_C0_AND_SPACE = "".join(chr(c) for c in range(0x21))
+_SPECIAL_SCHEMES = ("http", "https", "ws", "wss", "ftp", "file")
+
+
+def url_as_browsers_read(url: str) -> str:
+    """``url`` rewritten the way a browser's URL parser (the WHATWG URL standard) reads it
+    before it finds the host: leading and trailing C0 controls and spaces stripped, every tab
+    and newline removed, and for a special scheme (http, https, ...) every ``\\`` read as
+    ``/``. Python's ``urlsplit`` does none of this, so ``https://evil.example\\.mturk.com``
+    is host ``evil.example\\.mturk.com`` to it but host ``evil.example`` to Chromium."""
+    url = url.strip(_C0_AND_SPACE)
+    url = url.replace("\t", "").replace("\n", "").replace("\r", "")
+    scheme, colon, rest = url.partition(":")
+    if colon and scheme.lower() in _SPECIAL_SCHEMES:
+        url = scheme + ":" + rest.replace("\\", "/")
+    return url
+
+
 def submit_origin_allowed(url: str) -> bool:
     """True for ``https://<host>.mturk.com`` (no path, query, port or credentials) or an origin
-    listed exactly in ``settings.HIT_EXTRA_SUBMIT_ORIGINS``."""
+    listed exactly in ``settings.HIT_EXTRA_SUBMIT_ORIGINS``, the URL read as a browser reads it
+    (:func:`url_as_browsers_read`); anything a browser would read differently from Python
+    (a backslash, a control character, an ``@``) is refused outright."""
+    if url != url_as_browsers_read(url) or "@" in url or "%" in url:
+        return False
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
         port = parts.port
     except ValueError:
         return False
@@ -48,7 +70,7 @@ class MturkParamsForm(forms.Form):
         return value
 
     def clean_turkSubmitTo(self) -> str:
-        value = self.cleaned_data["turkSubmitTo"].strip()
+        value = self.cleaned_data["turkSubmitTo"]
         if not submit_origin_allowed(value):
             raise forms.ValidationError(
                 f"{value!r} is not an MTurk submit host (https://...mturk.com) "

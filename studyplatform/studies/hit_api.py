@@ -31,6 +31,7 @@ from .errors import HitRefused
 from .models import Assignment
 from .selectors.hit_sessions import session_assignment
 from .selectors.hit_state import assignment_state
+from .throttles import HitClientThrottle, HitStudyThrottle
 
 NO_HIT = "no HIT of this study is open in this browser"
 
@@ -192,6 +193,7 @@ class HitApi(APIView):
 
     authentication_classes = [HitSessionAuthentication]
     permission_classes = [HoldsHitAssignment, NamesOwnAssignment]
+    throttle_classes = [HitClientThrottle, HitStudyThrottle]
     parser_classes = [HitJsonParser]
     renderer_classes = [JSONRenderer]
 

@@ -9,6 +9,7 @@ class twice in a study, the emptiest cell first) live in ``studyplatform.studies
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
@@ -59,6 +60,24 @@ class Study(models.Model):
         help_text='Optional override: {"cluttered": [class names], "large": [class names]}.',
     )
     tutorial = models.JSONField(default=dict, blank=True)
+    lab_enabled = models.BooleanField(
+        default=False, help_text="Participants may open the study at /lab/<slug>/ with a code."
+    )
+    lab_codes = models.JSONField(
+        default=list, blank=True, help_text="The only lab codes accepted; empty: any code."
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="studies_owned",
+        help_text="The researcher who created the study; with the collaborators, the only "
+        "staff who see it (besides superusers).",
+    )
+    collaborators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="studies_shared"
+    )
     mturk = models.JSONField(default=dict, blank=True, help_text="HIT settings from the spec.")
     spec = models.JSONField(
         default=dict, blank=True, help_text="The spec the study was built from."
@@ -70,6 +89,12 @@ class Study(models.Model):
     class Meta:
         verbose_name_plural = "studies"
         ordering = ["-created_at"]
+        permissions = [
+            ("go_live_study", "Can take a study live or close it"),
+            ("publish_study", "Can publish a study's HITs on MTurk (spends money)"),
+            ("pay_study", "Can approve, reject and bonus a study's workers (spends money)"),
+            ("view_worker_ids", "Can see raw worker ids in exports"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(target_count__gte=1)

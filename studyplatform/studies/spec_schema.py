@@ -17,6 +17,7 @@ description) plus, for a rule beyond the type, a validator that raises :func:`pr
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -331,6 +332,27 @@ class Superclasses(SpecModel):
         return list(dict.fromkeys(names))
 
 
+class LabSpec(SpecModel):
+    """Lab mode: participants open the study at ``/lab/<slug>/`` with a code instead of MTurk."""
+
+    enabled: bool = Field(
+        False, description="Open the lab page; off, it refuses every code (MTurk only)."
+    )
+    codes: list[Text(64, required=True)] = Field(
+        [],
+        description="The participant codes the researcher hands out; empty: any code of 1-64 "
+        "letters, digits, '-' or '_' (each code still does the study once).",
+    )
+
+    @field_validator("codes")
+    @classmethod
+    def _codes_fit(cls, codes: list[str]) -> list[str]:
+        for i, code in enumerate(codes):
+            if not re.match(r"^[A-Za-z0-9_-]{1,64}$", code):
+                raise problem_at(i, message="use 1-64 letters, digits, '-' or '_'")
+        return list(dict.fromkeys(codes))
+
+
 class StudySpecCore(SpecModel):
     """The study spec's own fields; ``mturk`` and ``analysis`` are blocks other apps add."""
 
@@ -413,6 +435,8 @@ class StudySpecCore(SpecModel):
                 "finish; it needs a limit: sizes.iqr_rounds >= 1 or task_time_limit_minutes",
             )
         return self
+
+    lab: Annotated[LabSpec, null_as({})] = Field(LabSpec(), description="Lab mode.")
 
     @field_validator("conditions")
     @classmethod

@@ -22,7 +22,8 @@ from .errors import HitRefused
 from .forms import PREVIEW_ASSIGNMENT_ID, LabCodeForm, MturkParamsForm
 from .models import Assignment, Study
 from .selectors.hit_sessions import session_assignment, session_key
-from .services.hit_open import hit_assignment_open
+from .services.hit_open import hit_assignment_open, lab_code_check
+from .services.limits import client_ip, hit_open_allowed
 
 # --- worker pages -------------------------------------------------------------------------------
 
@@ -45,8 +46,27 @@ def _problem(request, title: str, problems: list[str], status: int) -> HttpRespo
     return render(request, "studies/hit/problem.html", context, status=status)
 
 
+def _too_many(request, study: Study) -> HttpResponse | None:
+    """A 429 page when this client or this study has opened too many HITs lately."""
+    if hit_open_allowed(study_slug=study.slug, ip=client_ip(request.META)):
+        return None
+    problems = ["Too many HITs were opened from here or of this study in the last minutes."]
+    response = _problem(request, "Please wait a few minutes", problems, 429)
+    response["Retry-After"] = "600"
+    return response
+
+
+def _bind(request, study: Study, assignment: Assignment) -> None:
+    """Bind the browser session to ``assignment``; a new binding gets a new session key, so a
+    session id planted or seen before the binding does not reach the assignment."""
+    key = session_key(study.slug)
+    if request.session.get(key) != assignment.pk:
+        request.session.cycle_key()
+        request.session[key] = assignment.pk
+
+
 def _app(request, study: Study, assignment: Assignment) -> HttpResponse:
-    request.session[session_key(study.slug)] = assignment.pk
+    _bind(request, study, assignment)
     config = {
         "assignment": assignment.pk,
         "base": reverse("hit:page", kwargs={"study": study.slug}),
@@ -68,6 +88,8 @@ def hit(request: HttpRequest, study: str) -> HttpResponse:
     if not form.is_valid():
         return _problem(request, "This link is incomplete", form.problems(), 400)
     params = form.cleaned_data
+    if request.session.get(session_key(found.slug)) is None and (busy := _too_many(request, found)):
+        return busy
     try:
         assignment = hit_assignment_open(
             study=found,
@@ -89,11 +111,17 @@ def lab(request: HttpRequest, study: str) -> HttpResponse:
     found = Study.objects.filter(slug=study).first()
     if found is None:
         return _problem(request, "No such study", [f"There is no study {study!r}."], 404)
+    try:
+        lab_code_check(study=found)
+    except HitRefused as refused:
+        return _problem(request, "This study cannot be opened", [str(refused)], refused.status)
     held = session_assignment(session=request.session, study_slug=found.slug, source="lab")
     if request.method == "GET":
         if held is not None:
             return _app(request, found, held)
         return render(request, "studies/hit/lab.html", {"study": found, "form": LabCodeForm()})
+    if busy := _too_many(request, found):
+        return busy
     form = LabCodeForm(request.POST)
     if not form.is_valid():
         context = {"study": found, "form": form}
@@ -104,5 +132,5 @@ def lab(request: HttpRequest, study: str) -> HttpResponse:
         )
     except HitRefused as refused:
         return _problem(request, "This study cannot be opened", [str(refused)], refused.status)
-    request.session[session_key(found.slug)] = assignment.pk
+    _bind(request, found, assignment)
     return redirect("hit:lab", study=found.slug)

@@ -11,6 +11,7 @@ from mturk.client import (
     MTurkServiceError,
     MTurkThrottled,
     MTurkUnreachable,
+    client_environment,
     mturk_call,
     mturk_client,
 )
@@ -79,3 +80,27 @@ def test_a_connection_that_keeps_dropping_surfaces_as_unreachable(local_mturk, c
     with pytest.raises(MTurkUnreachable):
         mturk_call(client, "get_account_balance")
     assert local_mturk.calls("GetAccountBalance") == 3
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://mturk-requester.us-east-1.amazonaws.com",
+        "https://MTURK-REQUESTER.us-east-1.amazonaws.com.:443/",
+        "https://mturk-requester-sandbox.us-east-1.amazonaws.com",
+        "ftp://127.0.0.1:8765",
+    ],
+)
+def test_a_local_client_cannot_point_at_amazon(aws_env, settings, monkeypatch, url):
+    monkeypatch.delenv("MTURK_LOCAL_URL", raising=False)
+    settings.MTURK_LOCAL_URL = url
+    with pytest.raises(MTurkConfigError, match="MTURK_LOCAL_URL"):
+        mturk_client(environment="local")
+    with pytest.raises(MTurkConfigError, match="MTURK_LOCAL_URL"):
+        mturk_client(environment="local", endpoint_url=url)
+
+
+def test_a_local_client_reaches_a_local_endpoint(aws_env, settings, monkeypatch):
+    monkeypatch.delenv("MTURK_LOCAL_URL", raising=False)
+    settings.MTURK_LOCAL_URL = "http://127.0.0.1:8765"
+    assert client_environment(mturk_client(environment="local")) == "local"

@@ -31,14 +31,15 @@ def published(study, client, local_mturk):
 
 
 def start(local_mturk, study, client, worker_id: str, hit: Hit) -> Assignment:
-    """A worker accepts on the endpoint and opens the platform's HIT page (its Assignment row
-    and the participation grant that page triggers)."""
+    """A worker accepts on the endpoint and opens the platform's HIT page (its Assignment row),
+    and is granted the participated qualification (which the sync does for every worker MTurk
+    lists)."""
     local_mturk.worker(worker_id, country="US", approved_count=2000, approval_rate=99)
     mturk_id = local_mturk.accept(worker_id, hit.hit_id)
     assignment = platform_assignment(
         study=study, worker_id=worker_id, mturk_assignment_id=mturk_id, hit_id=hit.hit_id
     )
-    participation_grant(assignment=assignment, client=client)
+    participation_grant(study=study, worker_id=worker_id, client=client)
     return assignment
 
 
@@ -254,35 +255,6 @@ def test_workers_are_notified_in_batches_of_100(study, client, local_mturk, publ
     )
     assert local_mturk.calls("NotifyWorkers") == 2
     assert len(failures) == 150  # none of them worked for us: MTurk's HardFailure each
-
-
-def test_the_participation_task_grants_the_qualification(
-    study, client, local_mturk, published, settings
-):
-    from mturk.tasks import mturk_participation_grant
-
-    local_mturk.worker("AWORKER1")
-    mturk_id = local_mturk.accept("AWORKER1", published[0].hit_id)
-    assignment = platform_assignment(
-        study=study, worker_id="AWORKER1", mturk_assignment_id=mturk_id, hit_id=published[0].hit_id
-    )
-    granted = mturk_participation_grant(assignment.id)
-    assert len(granted) == 1
-    assert "you do not qualify" in local_mturk.refused(
-        "accept", {"worker_id": "AWORKER1", "hit_id": published[1].hit_id}
-    )
-
-
-def test_the_participation_task_does_nothing_for_a_study_never_published(
-    study, aws_env, monkeypatch
-):
-    from mturk.tasks import mturk_participation_grant
-
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID")  # no client may even be built
-    assignment = platform_assignment(
-        study=study, worker_id="AWORKER1", mturk_assignment_id="3A1", hit_id="3H1"
-    )
-    assert mturk_participation_grant(assignment.id) == []
 
 
 def test_publishing_is_refused_when_the_balance_does_not_cover_the_estimate(

@@ -1,6 +1,7 @@
 """A simulated worker goes from the endpoint's worker pages into the platform's own HIT page
-(the ExternalQuestion frame URL with MTurk's parameters), which starts the assignment and
-grants the participation qualification; the submit then reaches MTurk through externalSubmit."""
+(the ExternalQuestion frame URL with MTurk's parameters), which starts the assignment; the
+submit then reaches MTurk through externalSubmit, and the sync grants the participation
+qualification to the worker MTurk lists."""
 
 from __future__ import annotations
 
@@ -35,9 +36,8 @@ def test_a_worker_reaches_the_platform_through_the_frame_and_is_paid(
     assignment = Assignment.objects.get(participant__external_id="AWORKER1")
     assert assignment.hit_id == first.hit_id
     assert assignment.turk_submit_to == local_mturk.url
-    # The page's start granted the study's participated qualification: no second HIT.
-    message = local_mturk.refused("accept", {"worker_id": "AWORKER1", "hit_id": second.hit_id})
-    assert "you do not qualify" in message
+    # The page grants nothing: the worker id in its URL is not verified.
+    assert local_mturk.calls("AssociateQualificationWithWorker") == 0
     # The platform has the data; its final form posts to {turkSubmitTo}/mturk/externalSubmit.
     assignment.status = Assignment.Status.SUBMITTED
     assignment.save()
@@ -48,6 +48,38 @@ def test_a_worker_reaches_the_platform_through_the_frame_and_is_paid(
     report = assignments_sync(study=study, client=client)
     assert report.listed == 1
     assert report.submitted_on_mturk_incomplete_here == []
+    assert report.mismatched == []
+    # The sync granted the participated qualification to the worker MTurk listed: no second HIT.
+    assert report.granted == ["AWORKER1"]
+    message = local_mturk.refused("accept", {"worker_id": "AWORKER1", "hit_id": second.hit_id})
+    assert "you do not qualify" in message
     assignment_approve(mturk_assignment_id=assignment.mturk_assignment_id, client=client)
     assignment.refresh_from_db()
     assert assignment.status == Assignment.Status.APPROVED
+
+
+def test_the_page_opens_while_the_mturk_endpoint_is_down(
+    study, client, local_mturk, settings, django_capture_on_commit_callbacks
+):
+    """Opening a HIT calls nothing on MTurk, so an unreachable endpoint (and no broker: tasks
+    run in the request) cannot turn the first open into a server error."""
+    from studyplatform.celery import app
+    from tests.conftest import free_port
+
+    settings.HIT_EXTRA_SUBMIT_ORIGINS = [local_mturk.url]
+    hit_publish(study=study, client=client, confirm=True)
+    hit = Hit.objects.order_by("batch").first()
+    local_mturk.worker("AWORKER1", country="CA", approved_count=1500, approval_rate=98)
+    _status, work = local_mturk.post_form(f"/worker/AWORKER1/hits/{hit.hit_id}/accept", {})
+    src = urlsplit(frame_src(work))
+    settings.MTURK_LOCAL_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    before = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    app.conf.update(task_always_eager=True, task_eager_propagates=True)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = Client(raise_request_exception=False).get(f"{src.path}?{src.query}")
+    finally:
+        app.conf.update(task_always_eager=before[0], task_eager_propagates=before[1])
+
+    assert response.status_code == 200
+    assert Assignment.objects.get(participant__external_id="AWORKER1").status == "active"

@@ -275,3 +275,24 @@ def test_notify_workers_takes_at_most_100_ids(client):
         client.notify_workers(
             Subject="s", MessageText="m", WorkerIds=[f"AW{i}" for i in range(101)]
         )
+
+
+def test_a_foreign_host_header_is_refused(local_mturk):
+    """A web page that rebinds its own name to 127.0.0.1 reaches the endpoint with its Host."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(local_mturk.url)
+    answers = []
+    for host, path, method in (
+        ("rebound.example:80", "/_control/balance", "POST"),
+        ("rebound.example:80", "/worker/", "GET"),
+        (where.netloc, "/_control/state", "GET"),
+    ):
+        connection = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+        connection.request(method, path, body=b'{"amount": "0.00"}', headers={"Host": host})
+        answers.append(connection.getresponse().status)
+        connection.close()
+
+    assert answers == [400, 400, 200]
+    assert local_mturk.store.counts()["balance"] == "10000.00"

@@ -176,6 +176,16 @@ def test_sync_approve_reject_bonus_send_the_documented_shapes(study, stubbed, pu
         {"Assignments": [], "NumResults": 0},
         {"HITId": HIT_IDS[0], "MaxResults": 100, "NextToken": "page2"},
     )
+    stub.add_response(  # the worker MTurk listed gets the participated qualification
+        "associate_qualification_with_worker",
+        {},
+        {
+            "QualificationTypeId": QUAL_ID,
+            "WorkerId": WORKER_ID,
+            "IntegerValue": 1,
+            "SendNotification": False,
+        },
+    )
     stub.add_response(
         "approve_assignment", {}, {"AssignmentId": ASSIGNMENT_ID, "RequesterFeedback": "Thanks"}
     )
@@ -242,7 +252,4 @@ def test_expire_extend_notify_grant_send_the_documented_shapes(study, stubbed, p
     assert Hit.objects.get().max_assignments == 9
     hit_expire(study=study, client=client)
     workers_notify(worker_ids=[WORKER_ID], subject="Thanks", message="All paid.", client=client)
-    assignment = platform_assignment(
-        study=study, worker_id=WORKER_ID, mturk_assignment_id=ASSIGNMENT_ID, hit_id=HIT_IDS[0]
-    )
-    assert participation_grant(assignment=assignment, client=client) == [QUAL_ID]
+    assert participation_grant(study=study, worker_id=WORKER_ID, client=client) == [QUAL_ID]

@@ -188,6 +188,16 @@ def _duplicate_annotation(data):
     return "annotations[7]", "duplicate annotation id"
 
 
+def _file_outside_the_folder(data):
+    data["images"][1]["file_name"] = "../../etc/passwd"
+    return "images[1]", "must be a relative path inside the image folder"
+
+
+def _absolute_file_name(data):
+    data["images"][2]["file_name"] = "/etc/passwd"
+    return "images[2]", "must be a relative path inside the image folder"
+
+
 def _no_categories(data):
     del data["categories"]
     return "", "no 'categories'"
@@ -202,6 +212,8 @@ def _no_categories(data):
         _unknown_image,
         _bad_bbox,
         _duplicate_annotation,
+        _file_outside_the_folder,
+        _absolute_file_name,
         _no_categories,
     ],
 )

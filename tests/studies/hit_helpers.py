@@ -100,6 +100,7 @@ def build_study(feature_set, *, slug: str = "hit-demo", status: str = "live") ->
         candidate_pool_size=24,
         repetitions=3,
         status=status,
+        lab_enabled=True,
     )
     plain = Condition.objects.create(study=study, name="no-xai", label="no explanations")
     xai = Condition.objects.create(

@@ -283,3 +283,30 @@ def test_a_lab_participant_and_an_mturk_worker_with_the_same_id_are_different_pe
 
     assert lab.pk != worker.pk
     assert lab.participant_id != worker.participant_id
+
+
+def test_an_active_assignment_is_never_rebound_to_another_mturk_assignment(demo_study):
+    first = start(demo_study, "W1", mturk_assignment_id="A1", hit_id="H1")
+
+    for other in ({"mturk_assignment_id": "A2"}, {"mturk_assignment_id": "A1", "hit_id": "H2"}):
+        with pytest.raises(AssignmentRefused) as refused:
+            start(demo_study, "W1", **other)
+        assert refused.value.reason == "bound_elsewhere"
+
+    first.refresh_from_db()
+    assert (first.mturk_assignment_id, first.hit_id) == ("A1", "H1")
+    assert Assignment.objects.count() == 1
+
+
+def test_an_abandoned_assignment_is_not_resumed_under_another_mturk_assignment(demo_study):
+    first = start(demo_study, "W1", mturk_assignment_id="A1")
+    Assignment.objects.filter(pk=first.pk).update(
+        last_seen_at=timezone.now() - dt.timedelta(hours=2)
+    )
+
+    fresh = start(demo_study, "W1", mturk_assignment_id="A2")
+
+    first.refresh_from_db()
+    assert fresh.pk != first.pk
+    assert (first.status, first.mturk_assignment_id) == ("abandoned", "A1")
+    assert fresh.mturk_assignment_id == "A2"

@@ -50,3 +50,17 @@ def test_dry_run_refuses_a_study_that_is_not_live(demo_study, tmp_path):
     demo_study.save(update_fields=["status"])
     with pytest.raises(CommandError, match="is closed"):
         call_command("mturk_dry_run", study=demo_study.slug, state=tmp_path / "s.sqlite3")
+
+
+def test_dry_run_refuses_a_study_real_participants_are_taking(demo_study, tmp_path):
+    from mturk.models import Hit
+    from studyplatform.studies.models import Assignment
+    from studyplatform.studies.services.assignments import assignment_start
+
+    assignment_start(study=demo_study, source="mturk", external_id="AREALWORKER1")
+
+    with pytest.raises(CommandError, match="1 assignments of real participants"):
+        call_command("mturk_dry_run", study=demo_study.slug, state=tmp_path / "s.sqlite3")
+
+    assert not Hit.objects.exists()
+    assert Assignment.objects.count() == 1

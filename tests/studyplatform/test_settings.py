@@ -140,3 +140,18 @@ def test_a_malformed_boolean_is_named(tmp_path):
 
     assert done.returncode != 0
     assert "SECURE_SSL_REDIRECT='maybe' is not a boolean" in done.stderr
+
+
+def test_the_forwarded_proto_header_is_trusted_only_behind_a_tls_proxy(tmp_path):
+    behind = settings_of(
+        "studyplatform.settings.production", PRODUCTION_ENV, tmp_path, "SECURE_PROXY_SSL_HEADER"
+    )
+    direct = settings_of(
+        "studyplatform.settings.production",
+        {**PRODUCTION_ENV, "BEHIND_TLS_PROXY": "false"},
+        tmp_path,
+        "SECURE_PROXY_SSL_HEADER",
+    )
+
+    assert behind["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert direct["SECURE_PROXY_SSL_HEADER"] is None

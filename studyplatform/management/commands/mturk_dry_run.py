@@ -5,6 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from mturk.client import MTurkError
 from studyplatform.dry_run import study_dry_run
 from studyplatform.studies.models import Study
 
@@ -34,7 +35,10 @@ class Command(BaseCommand):
         if workers < 1:
             raise CommandError("--workers must be at least 1.")
         state = state or Path(settings.DATA_DIR) / f"mturk-dry-run-{study}-{seed}.sqlite3"
-        report = study_dry_run(study=found, workers=workers, seed=seed, state=state)
+        try:
+            report = study_dry_run(study=found, workers=workers, seed=seed, state=state)
+        except MTurkError as exc:
+            raise CommandError(str(exc)) from None
         lines = [
             f"local endpoint {report.endpoint}: {report.hits} HITs published",
             f"workers: {report.accepted} accepted on MTurk, {len(report.refused_on_mturk)} "

@@ -11,9 +11,11 @@ from .studies import (
     CellProgress,
     StudyProgress,
     event_list,
+    participant_label,
     response_list,
     study_list,
     study_progress,
+    study_visible_ids,
     task_pair_list,
 )
 
@@ -21,8 +23,10 @@ __all__ = [
     "CellProgress",
     "StudyProgress",
     "event_list",
+    "participant_label",
     "response_list",
     "study_list",
     "study_progress",
+    "study_visible_ids",
     "task_pair_list",
 ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections import Counter
 from dataclasses import dataclass, field
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.conf import settings
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from ..models import Assignment, Condition, Event, QueryImage, Response, Study, TaskPair
@@ -176,11 +179,38 @@ def _count_of(model) -> Coalesce:
     return Coalesce(Subquery(rows), 0)
 
 
-def study_list() -> QuerySet[Study]:
-    """Studies, newest first, with ``n_conditions``, ``n_queries``, ``n_task_pairs`` and
-    ``n_assignments`` annotated."""
+def study_visible_ids(*, user) -> QuerySet | None:
+    """Ids of the studies ``user`` may see: those they own or collaborate on; ``None`` (no
+    restriction) for a superuser."""
+    if user.is_superuser:
+        return None
     return (
-        Study.objects.select_related("archive")
+        Study.objects.filter(Q(owner=user) | Q(collaborators=user))
+        .values_list("id", flat=True)
+        .distinct()
+    )
+
+
+def participant_label(*, external_id: str, user) -> str:
+    """The participant's id as ``user`` may see it in an export: raw with the
+    ``studies.view_worker_ids`` permission, otherwise a keyed pseudonym (``p-`` and 16 hex
+    digits of an HMAC-SHA256 under SECRET_KEY), the same for the same worker across exports."""
+    if user.has_perm("studies.view_worker_ids"):
+        return external_id
+    digest = hmac.new(settings.SECRET_KEY.encode(), external_id.encode(), hashlib.sha256)
+    return "p-" + digest.hexdigest()[:16]
+
+
+def study_list(*, user=None) -> QuerySet[Study]:
+    """Studies, newest first, with ``n_conditions``, ``n_queries``, ``n_task_pairs`` and
+    ``n_assignments`` annotated; with ``user``, only those they may see
+    (:func:`study_visible_ids`)."""
+    studies = Study.objects.all()
+    visible = None if user is None else study_visible_ids(user=user)
+    if visible is not None:
+        studies = studies.filter(id__in=visible)
+    return (
+        studies.select_related("archive")
         .annotate(
             n_conditions=_count_of(Condition),
             n_queries=_count_of(QueryImage),

@@ -39,6 +39,7 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -70,6 +71,8 @@ class AssignmentRefused(Exception):
     NO_CELL = "no_cell"
     EXPIRED = "expired"
     BAD_REQUEST = "bad_request"
+    BOUND_ELSEWHERE = "bound_elsewhere"
+    BUSY = "busy"
 
     def __init__(self, reason: str, message: str = "") -> None:
         self.reason = reason
@@ -183,18 +186,61 @@ def _lock_study(study: Study) -> Study:
     return Study.objects.get(pk=study.pk)
 
 
+def _no_progress(study: Study):
+    """The study's active assignments none of whose search tasks has begun."""
+    return Assignment.objects.filter(study=study, status=Assignment.Status.ACTIVE).exclude(
+        tasks__started_at__isnull=False
+    )
+
+
 def _release_idle(study: Study, now: dt.datetime) -> int:
+    """Abandon the active assignments idle past the study's timeout, and those that began no
+    search task within ``settings.HIT_NO_PROGRESS_MINUTES`` of starting, however often their
+    page reports in (a held cell is otherwise kept by one event every few minutes)."""
     cutoff = now - dt.timedelta(minutes=study.assignment_timeout_minutes)
-    return Assignment.objects.filter(
+    idle = Assignment.objects.filter(
         study=study, status=Assignment.Status.ACTIVE, last_seen_at__lt=cutoff
     ).update(status=Assignment.Status.ABANDONED, finished_at=now)
+    stalled = now - dt.timedelta(minutes=settings.HIT_NO_PROGRESS_MINUTES)
+    ids = list(_no_progress(study).filter(started_at__lt=stalled).values_list("pk", flat=True))
+    Assignment.objects.filter(pk__in=ids).update(
+        status=Assignment.Status.ABANDONED, finished_at=now
+    )
+    return idle + len(ids)
+
+
+def _check_idle_cap(study: Study, cells: dict) -> None:
+    """Refuse a new assignment while ``settings.HIT_NO_PROGRESS_MAX_SHARE`` of the study's
+    places are held by participants who have not begun a search task."""
+    places = len(cells) * 2 * study.repetitions
+    cap = max(1, int(places * settings.HIT_NO_PROGRESS_MAX_SHARE))
+    if _no_progress(study).count() >= cap:
+        raise AssignmentRefused(
+            AssignmentRefused.BUSY,
+            f"study {study.slug!r}: {cap} places are held by participants who have not begun; "
+            "new ones wait until they begin or are released",
+        )
+
+
+def _bound_elsewhere(assignment: Assignment, mturk: dict) -> bool:
+    """True when ``assignment`` is bound to another MTurk assignment or HIT than ``mturk`` names.
+
+    Worker ids are not secret: an assignment is never rebound from a URL, or anyone who knows a
+    worker's id could take over their HIT in progress (and its payment) with an assignment id
+    of their own.
+    """
+    return any(
+        value and getattr(assignment, field) and getattr(assignment, field) != value
+        for field, value in mturk.items()
+        if field in ("mturk_assignment_id", "hit_id")
+    )
 
 
 def _bind_mturk(assignment: Assignment, mturk: dict) -> list[str]:
-    """Copy non-empty MTurk ids onto the assignment; the fields changed."""
+    """Copy non-empty MTurk ids onto the assignment's empty ones; the fields changed."""
     changed = []
     for field, value in mturk.items():
-        if value and getattr(assignment, field) != value:
+        if value and not getattr(assignment, field):
             setattr(assignment, field, value)
             changed.append(field)
     return changed
@@ -242,23 +288,30 @@ def assignment_start(
     external_id : str
         The MTurk WorkerId or the lab participant's code (1-64 characters).
     mturk_assignment_id, hit_id, turk_submit_to : str
-        MTurk's ExternalQuestion parameters; a resumed assignment takes the new ones (the
-        worker came back under another MTurk assignment, having returned the first).
+        MTurk's ExternalQuestion parameters. An assignment bound to an MTurk assignment id (or
+        HIT id) keeps it: an active one is refused under another id (``bound_elsewhere``), an
+        abandoned one is not resumed under another id (the worker returned it on MTurk and
+        accepted again: they start afresh, on classes they have not seen).
 
     Returns
     -------
     Assignment
         Active, with its two ``SearchTask`` rows: position 1 is ``query_a``/``condition_a``
         for order "ab", ``query_b``/``condition_b`` for "ba". A new assignment (not one
-        handed back) is announced by ``signals.assignment_started`` inside the transaction;
-        the MTurk app's receiver queues the "participated" qualification after the commit.
+        handed back) is announced by ``signals.assignment_started`` inside the transaction.
+        Nothing is sent to MTurk: the worker id in a URL is not verified, so the
+        "participated" qualification goes to the worker MTurk reports when the assignments
+        are synced (``mturk.services``).
 
     Raises
     ------
     AssignmentRefused
         ``not_live`` (and no active assignment to resume), ``already_done``, ``no_cell``,
         ``expired`` (the MTurk assignment id is bound to an earlier assignment that was returned
-        or whose cell was taken after it was abandoned), or ``bad_request`` (unknown source,
+        or whose cell was taken after it was abandoned), ``bound_elsewhere`` (the participant's
+        active assignment is bound to another MTurk assignment or HIT), ``busy`` (too many
+        places held by participants who have not begun, see ``_check_idle_cap``), or
+        ``bad_request`` (unknown source,
         empty or overlong ids, an MTurk assignment id of another participant or study).
         Nothing is written then.
     """
@@ -293,6 +346,12 @@ def assignment_start(
         current = next((a for a in own if a.status in HOLDING), None)
         if current is not None and current.status == Assignment.Status.ACTIVE:
             _check_holder(holder, current, mturk)
+            if _bound_elsewhere(current, mturk):
+                raise AssignmentRefused(
+                    AssignmentRefused.BOUND_ELSEWHERE,
+                    f"participant {external_id} holds an active assignment of study "
+                    f"{study.slug!r} under another MTurk assignment or HIT",
+                )
             return _resume(current, now, mturk)
         if current is not None or any(a.status == Assignment.Status.REJECTED for a in own):
             raise AssignmentRefused(
@@ -307,7 +366,9 @@ def assignment_start(
         if own and own[0].status == Assignment.Status.ABANDONED:
             last = own[0]
             held = sum(cells[last.task_pair_id].holders.values())
-            if held < study_pair_capacities(study=study)[last.task_pair.number]:
+            if held < study_pair_capacities(study=study)[
+                last.task_pair.number
+            ] and not _bound_elsewhere(last, mturk):
                 _check_holder(holder, last, mturk)
                 return _resume(last, now, mturk)
         _check_holder(holder, None, mturk)
@@ -428,6 +489,7 @@ def _assignment_new(
             AssignmentRefused.NO_CELL,
             f"study {study.slug!r} has no task pair left for participant {participant.external_id}",
         )
+    _check_idle_cap(study, cells)
     number, order = chosen
     cell = by_number[number]
     assignment = Assignment.objects.create(

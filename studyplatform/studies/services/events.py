@@ -41,11 +41,19 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 def _client_time(value: datetime | str | None) -> datetime | None:
     if value is None or value == "":
         return None
-    parsed = value if isinstance(value, datetime) else parse_datetime(str(value))
+    try:
+        # parse_datetime raises ValueError for a well-formed but impossible date
+        # (2026-02-30, an offset of +25:00); a year-1 time with a positive offset overflows
+        # only when it is turned into UTC, so that is done here too.
+        parsed = value if isinstance(value, datetime) else parse_datetime(str(value))
+        if parsed is not None:
+            if timezone.is_naive(parsed):
+                parsed = timezone.make_aware(parsed, UTC)
+            parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        parsed = None
     if parsed is None:
-        raise HitRefused(f"client_time {value!r} is not an ISO 8601 date-time")
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, UTC)
+        raise HitRefused(f"client_time {value!r} is not a possible ISO 8601 date-time")
     return parsed
 
 

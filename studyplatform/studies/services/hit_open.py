@@ -15,7 +15,24 @@ _REASONS = {
     "already_done": "You have already taken part in this study; it can be done only once.",
     "no_cell": "Every place in this study is taken; please return the HIT.",
     "expired": "This assignment was returned or given up; please accept the HIT again.",
+    "busy": (
+        "Many people have opened this study in the last minutes and not begun yet; please "
+        "try again in a quarter of an hour."
+    ),
+    "bound_elsewhere": (
+        "Your work on this study is open under another MTurk assignment; finish it there, or "
+        "return that HIT and come back once it has expired."
+    ),
 }
+
+
+def lab_code_check(*, study: Study, code: str | None = None) -> None:
+    """Refuse (:class:`HitRefused`, 403) lab mode for a study that has not enabled it, and a
+    code that is not one of the study's ``lab_codes`` when it lists them."""
+    if not study.lab_enabled:
+        raise HitRefused("This study does not take lab participants.", status=403)
+    if code is not None and study.lab_codes and code not in study.lab_codes:
+        raise HitRefused("This participant code is not one of this study's.", status=403)
 
 
 def hit_assignment_open(
@@ -31,12 +48,14 @@ def hit_assignment_open(
     assignment already submitted, that assignment, so its page can send the form again).
 
     Raises :class:`HitRefused`: 403 when the MTurk assignment id already belongs to another
-    worker or study; 400 for ids ``assignment_start`` finds malformed; 409 when it refuses
-    otherwise (study not live, done before, no cell left, an expired assignment), with a
-    sentence for the worker.
+    worker or study, or for lab mode the study does not allow (:func:`lab_code_check`); 400 for ids ``assignment_start`` finds malformed; 409 when it refuses
+    otherwise (study not live, done before, no cell left, an expired assignment, an active
+    assignment bound to another MTurk assignment id), with a sentence for the worker.
     """
     from .assignments import AssignmentRefused, assignment_start
 
+    if source == Participant.Source.LAB:
+        lab_code_check(study=study, code=external_id)
     if mturk_assignment_id:
         held = (
             Assignment.objects.filter(mturk_assignment_id=mturk_assignment_id)

@@ -43,7 +43,7 @@ def _clean(question: Question, raw) -> tuple[int | None, str]:
         return None, ""
     try:
         value = int(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         raise HitRefused(f"question {question.code}: {raw!r} is not a point of the scale") from None
     if isinstance(raw, bool) or not 1 <= value <= question.points or str(value) != str(raw).strip():
         raise HitRefused(f"question {question.code}: answer must be 1 to {question.points}")

@@ -40,7 +40,7 @@ class StudyStatusError(ValueError):
     """A status change that is not allowed, or whose preconditions do not hold."""
 
 
-def study_create_from_spec(*, spec: Mapping) -> Study:
+def study_create_from_spec(*, spec: Mapping, owner=None) -> Study:
     """Create a study, in status ``draft``, with its conditions, queries, questionnaires and
     task pairs.
 
@@ -89,8 +89,11 @@ def study_create_from_spec(*, spec: Mapping) -> Study:
             seed=spec["seed"],
             superclasses=spec["superclasses"],
             tutorial=spec["tutorial"],
+            lab_enabled=spec["lab"]["enabled"],
+            lab_codes=spec["lab"]["codes"],
             mturk=spec["mturk"],
             spec=spec,
+            owner=owner,
         )
         study.full_clean()
         study.save()
@@ -201,6 +204,7 @@ def study_spec_export(*, study: Study) -> dict:
         "questionnaires": questionnaires,
         "superclasses": study.superclasses,
         "tutorial": study.tutorial,
+        "lab": {"enabled": study.lab_enabled, "codes": study.lab_codes},
         "mturk": study.mturk,
         "analysis": (study.spec or {}).get("analysis", {}),
         # protocol settings kept only in the spec (read where they act: the HIT services,
