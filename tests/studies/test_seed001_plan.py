@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from retrieval.services.features import features_extract
+from retrieval.services.features import feature_set_create
 from studyplatform.studies.models import Assignment, Study
 from studyplatform.studies.services.assignments import (
     AssignmentRefused,
@@ -36,7 +36,7 @@ def seed001_study(synthetic_archive_2000) -> Study:
         instances_path=synthetic_archive_2000 / "instances.json",
         image_dir=synthetic_archive_2000 / "images",
     ).archive
-    features_extract(
+    feature_set_create(
         archive=archive,
         backbone_config={"name": "resnet50", "layer": "avgpool", "weights": "imagenet"},
         enqueue=False,
