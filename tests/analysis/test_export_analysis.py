@@ -13,7 +13,7 @@ from analysis.frame import AnalysisError, read_tasks_csv
 from analysis.services import analysis_download, analysis_export, analysis_run
 from tests.analysis.test_study_selectors import build_study, played_study
 
-SHEETS = {"tasks", "table1", "table2", "tests", "class_ratios", "likert", "notes"}
+SHEETS = {"tasks", "table1", "table2", "tests", "class_ratios", "order_effects", "likert", "notes"}
 
 
 @pytest.fixture

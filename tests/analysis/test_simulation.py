@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from analysis.selectors import study_likert_table, study_task_table
 from analysis.simulation import WorkerModel, study_simulate
 from studyplatform.studies.models import Assignment, Event, Participant
+from studyplatform.studies.services.assignments import study_pair_capacities
 from tests.studies import conftest as demo
 
 # The study app's demo-study fixtures, used here as they are.
@@ -91,7 +92,8 @@ def test_mturk_mode_opens_the_hit_with_its_parameters(demo_study):
 def test_workers_beyond_the_cells_are_refused_not_crashed(demo_study):
     demo_study.repetitions = 1
     demo_study.save()
-    n_cells = 2 * demo_study.task_pairs.count()
+    # repetitions: distinct workers per pair, both orders together.
+    n_cells = sum(study_pair_capacities(study=demo_study).values())
     report = study_simulate(
         study=demo_study,
         workers=n_cells + 1,
@@ -124,7 +126,16 @@ def test_a_tiny_simulated_study_runs_end_to_end_in_one_command(demo_study, tmp_p
     assert "6 of 6 simulated workers submitted" in out.getvalue()
     assert "Analysed 12 tasks of demo" in out.getvalue()
     sheets = pd.read_excel(tmp_path / "export" / "analysis.xlsx", sheet_name=None)
-    assert set(sheets) == {"tasks", "table1", "table2", "tests", "class_ratios", "likert", "notes"}
+    assert set(sheets) == {
+        "tasks",
+        "table1",
+        "table2",
+        "tests",
+        "class_ratios",
+        "order_effects",
+        "likert",
+        "notes",
+    }
     assert len(sheets["tasks"]) == 12
     assert sheets["table1"].shape[0] == 6
     assert {"figure4.png", "accuracy.png", "figure5.png"} <= {

@@ -24,7 +24,11 @@ SANDBOX = "https://workersandbox.mturk.com"
 
 @pytest.fixture
 def study(hit_feature_set):
-    return build_study(hit_feature_set)
+    built = build_study(hit_feature_set)
+    # Six places: repetitions count the distinct workers of each pair (one pair here).
+    built.repetitions = 6
+    built.save(update_fields=["repetitions"])
+    return built
 
 
 def open_hit(browser, study, *, worker="W1", assignment="A1", hit="H1", submit_to=SANDBOX):

@@ -212,7 +212,7 @@ def _release_idle(study: Study, now: dt.datetime) -> int:
 def _check_idle_cap(study: Study, cells: dict) -> None:
     """Refuse a new assignment while ``settings.HIT_NO_PROGRESS_MAX_SHARE`` of the study's
     places are held by participants who have not begun a search task."""
-    places = len(cells) * 2 * study.repetitions
+    places = sum(study_pair_capacities(study=study).values())
     cap = max(1, int(places * settings.HIT_NO_PROGRESS_MAX_SHARE))
     if _no_progress(study).count() >= cap:
         raise AssignmentRefused(
