@@ -29,9 +29,10 @@ from PIL import Image as PILImage
 from retrieval.backbones import Backbone, BackboneConfig, build_backbone
 from retrieval.models import FeatureSet, Image
 
-from ..base import SimilaritySaliency, embed_in_batches
+from ..base import SimilaritySaliency, embed_device, embed_in_batches
 from ..cache import MaskedEmbeddingCache, cache_key
 from ..models import SaliencyMap
+from ..precision import compute_precision
 from ..registry import get_method, method_from_config
 from ..registry import method_config as config_of
 from ..render import map_to_npy_bytes, npy_bytes_to_map, render_overlay, study_normaliser
@@ -86,6 +87,11 @@ def _method_for(backbone: Backbone, method_config: dict):
             config[name] = list(getattr(backbone.preprocess, name))
     method = method_from_config(config)
     return method, config_of(method)
+
+
+def _precision_of(method, backbone: Backbone):
+    """The method's precision for forward passes run here, outside ``method.explain``."""
+    return compute_precision(method.precision, embed_device(backbone.model, torch.device("cpu")))
 
 
 def _masking_config(config: dict) -> dict:
@@ -211,9 +217,10 @@ def _chunk_maps(
         )
         masked_seconds = time.perf_counter() - started
         derive_started = time.perf_counter()
-        embeddings = embed_in_batches(
-            backbone.model, torch.cat([result_tensor[None], query_tensors]), method.batch_size
-        )
+        with _precision_of(method, backbone):
+            embeddings = embed_in_batches(
+                backbone.model, torch.cat([result_tensor[None], query_tensors]), method.batch_size
+            )
         maps = method.maps_from_embeddings(
             embeddings[1:], embeddings[0], masked, image_shape=tuple(result_tensor.shape[1:])
         )
