@@ -14,6 +14,7 @@ urlpatterns = [
     path("hit/<slug:study>/api/event", views.api_event, name="event"),
     path("hit/<slug:study>/api/begin", views.api_begin, name="begin"),
     path("hit/<slug:study>/api/refine", views.api_refine, name="refine"),
+    path("hit/<slug:study>/api/refine-retry", views.api_refine_retry, name="refine_retry"),
     path("hit/<slug:study>/api/finish", views.api_finish, name="finish"),
     path("hit/<slug:study>/api/answers", views.api_answers, name="answers"),
     path("hit/<slug:study>/api/tutorial", views.api_tutorial, name="tutorial"),

@@ -33,6 +33,7 @@ from .services.hit_open import hit_assignment_open
 from .services.hit_overlays import overlay_keys
 from .services.hit_responses import assignment_submit, questionnaire_submit
 from .services.hit_state import assignment_state, image_allowed, tutorial_complete
+from .services.rounds import search_round_retry
 
 
 def session_key(slug: str) -> str:
@@ -230,6 +231,12 @@ def api_begin(request, assignment, body):
 @worker_api
 def api_refine(request, assignment, body):
     search_task_refine(task=_required_task(assignment, body), client_event_id=body.get("id"))
+
+
+@require_POST
+@worker_api
+def api_refine_retry(request, assignment, body):
+    search_round_retry(task=_required_task(assignment, body))
 
 
 @require_POST

@@ -16,6 +16,7 @@ from .hit import rounds_left
 from .hit_overlays import overlay_keys
 from .hit_responses import questions_for, questions_unanswered
 from .pools import candidate_pool
+from .rounds import round_is_late, round_pending
 
 TUTORIAL_IMAGES = 4
 
@@ -83,8 +84,14 @@ def task_view(*, task: SearchTask) -> dict:
     """The running task as the page draws it (seed 001 Figure 3)."""
     study = task.assignment.study
     marks = task_marks(task=task)
-    current = IQRRound.objects.filter(task=task).order_by("-number").first()
+    rounds = IQRRound.objects.filter(task=task)
+    current = rounds.filter(status=IQRRound.Status.READY).order_by("-number").first()
+    # A refine round being prepared on the gpu queue: no results until it is ready, so a
+    # with-XAI result is never drawn before its map exists.
+    preparing = round_pending(task=task)
     ranking = [] if current is None else [i for i in current.ranking if i not in marks]
+    if preparing is not None:
+        ranking = []
     keys = overlay_keys(task=task, image_ids=ranking + list(marks))
     left = rounds_left(task=task) if task.started_at else study.iqr_rounds
     ended = task.ended_at is not None
@@ -107,8 +114,15 @@ def task_view(*, task: SearchTask) -> dict:
         "started": task.started_at is not None,
         "ended": ended,
         "end_reason": task.end_reason,
-        "can_refine": task.started_at is not None and not ended and left > 0,
-        "can_finish": task.started_at is not None and not ended and left == 0,
+        "can_refine": task.started_at is not None and not ended and left > 0 and not preparing,
+        "can_finish": task.started_at is not None and not ended and left == 0 and not preparing,
+        "preparing": None
+        if preparing is None
+        else {
+            "round": preparing.number,
+            "delayed": round_is_late(round_=preparing, study=study),
+            "budget_s": study.round_budget_s,
+        },
         "results": [card(i) for i in ranking],
         "relevant": [card(i) for i in relevant],
         "not_relevant": [card(i) for i, m in marks.items() if m == "not_relevant"],
