@@ -260,6 +260,7 @@ def search_round_compute(*, round_id: int, device: str | None = None) -> IQRRoun
     """
     round_ = IQRRound.objects.select_related("task").get(pk=round_id)
     if round_.status == IQRRound.Status.READY:
+        logger.info("round %s is ready already", round_id)
         return round_
     with _round_lock(round_id) as held:
         if not held:
@@ -267,7 +268,9 @@ def search_round_compute(*, round_id: int, device: str | None = None) -> IQRRoun
             return round_
         round_.refresh_from_db()
         if round_.status == IQRRound.Status.READY:
+            logger.info("round %s is ready already", round_id)
             return round_
+        logger.info("round %s: computing", round_id)
         started = time.perf_counter()
         started_at = timezone.now()
         task = SearchTask.objects.select_related(
@@ -326,6 +329,15 @@ def _round_finish(
         round_.status = IQRRound.Status.READY
         round_.ready_at = timezone.now()
         round_.save()
+        logger.info(
+            "round %s: ready (%s, working set %s, %.3f s queued, %.3f s computing, %s maps)",
+            round_id,
+            round_.scope,
+            working_set_size,
+            queued_seconds,
+            seconds,
+            len(on_demand),
+        )
         task.iqr_state = state
         task.save(update_fields=["iqr_state"])
         summary = round_summary(round_=round_, study=task.assignment.study)
