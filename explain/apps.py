@@ -11,7 +11,7 @@ class ExplainConfig(AppConfig):
     def ready(self) -> None:
         # Imported here: the schema module imports the study models, loaded only by now.
         from explain.registry import get_method, method_from_config
-        from studyplatform.studies.hooks import overlay_keys_register
+        from studyplatform.studies.hooks import overlay_keys_register, round_maps_register
         from studyplatform.studies.spec_schema import condition_methods_register
 
         from .selectors import saliency_overlay_keys
@@ -22,3 +22,21 @@ class ExplainConfig(AppConfig):
         )
         # The HIT pages of the studies core show the overlays this app stores.
         overlay_keys_register(saliency_overlay_keys)
+        # Its refine rounds get their missing maps from this app, on the gpu worker.
+        round_maps_register(_round_maps)
+
+
+def _round_maps(*, study, condition, query_image_id: int, result_image_ids: list[int]) -> list[int]:
+    """The missing maps of a refine round (``explain.services.rounds``); imported when a round
+    is computed, so processes that never compute one never load torch for it."""
+    from retrieval.models import Image
+
+    from .selectors import condition_method_config
+    from .services.rounds import saliency_maps_for_results
+
+    return saliency_maps_for_results(
+        feature_set=study.feature_set,
+        query=Image.objects.get(pk=query_image_id),
+        result_ids=result_image_ids,
+        method_config=condition_method_config(condition),
+    )

@@ -21,6 +21,14 @@ from ..selectors.features import (
 )
 
 
+def iqr_device() -> str | None:
+    """Where this process runs IQR: "cuda" when it has a GPU (the archive then kept resident on
+    it, ``feature_set_resident``), else None (numpy and numba over the memory-mapped file)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else None
+
+
 @dataclass(frozen=True)
 class IqrResult:
     """``ranking``: image ids, best first, judged images excluded; ``state``: JSON-serialisable;

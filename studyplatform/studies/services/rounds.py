@@ -43,6 +43,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from ..hooks import round_maps_compute
 from ..models import Event, IQRRound, SearchTask, Study
 from .events import HitRefused, event_record, shown_image_ids, task_marks
 
@@ -214,14 +215,6 @@ def _round_lock(round_id: int):
             _LOCAL_LOCK.release()
 
 
-def search_device() -> str | None:
-    """Where this process runs IQR: "cuda" when it has a GPU (the archive then stays resident
-    on it), else None (numpy and numba over the memory-mapped features)."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else None
-
-
 def _ranking(*, task: SearchTask, round_: IQRRound, device: str | None):
     """(image ids to show, new IQR state, working-set size) of ``round_``."""
     from retrieval.services.iqr import iqr_refine
@@ -256,7 +249,8 @@ def search_round_compute(*, round_id: int, device: str | None = None) -> IQRRoun
     """Compute a pending round: rank, compute the missing maps, make it ready (gpu worker).
 
     Idempotent: a ready round is returned as it is; a round another process is computing is
-    left to it (returned pending). ``device`` defaults to :func:`search_device`.
+    left to it (returned pending). ``device`` defaults to ``retrieval.services.iqr.iqr_device``
+    (the GPU when the process has one, the archive then resident on it).
     """
     round_ = IQRRound.objects.select_related("task").get(pk=round_id)
     if round_.status == IQRRound.Status.READY:
@@ -277,18 +271,19 @@ def search_round_compute(*, round_id: int, device: str | None = None) -> IQRRoun
             "assignment__study__feature_set", "condition", "query__image"
         ).get(pk=round_.task_id)
         study = task.assignment.study
-        device = search_device() if device is None else device
+        if device is None:
+            from retrieval.services.iqr import iqr_device
+
+            device = iqr_device()
         ranking, state, working_set_size = _ranking(task=task, round_=round_, device=device)
         on_demand: list[int] = []
         if task.condition.is_xai:
-            from explain.selectors import condition_method_config
-            from explain.services import saliency_maps_for_results
-
-            on_demand = saliency_maps_for_results(
-                feature_set=study.feature_set,
-                query=task.query.image,
-                result_ids=ranking,
-                method_config=condition_method_config(task.condition),
+            # The maps come from the app that computes them (explain), through its hook.
+            on_demand = round_maps_compute(
+                study=study,
+                condition=task.condition,
+                query_image_id=task.query.image_id,
+                result_image_ids=ranking,
             )
         seconds = time.perf_counter() - started
         return _round_finish(
@@ -368,7 +363,6 @@ __all__ = [
     "round_is_late",
     "round_pending",
     "round_summary",
-    "search_device",
     "search_round_compute",
     "search_round_request",
     "search_round_retry",
