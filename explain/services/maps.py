@@ -265,9 +265,13 @@ def saliency_maps_compute(
             feature_set=feature_set, result=result, queries=[query], method_config=method_config
         )
     _, key = method_config_full(feature_set=feature_set, method_config=method_config)
-    rows = SaliencyMap.objects.filter(
-        feature_set=feature_set, query=query, result__in=results, config_key=key
-    ).in_bulk(field_name="result_id")
+    # One row per result (the unique constraint holds the query and config fixed here).
+    rows = {
+        row.result_id: row
+        for row in SaliencyMap.objects.filter(
+            feature_set=feature_set, query=query, result__in=results, config_key=key
+        )
+    }
     return [rows[result.pk] for result in results]
 
 

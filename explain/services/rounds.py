@@ -29,7 +29,7 @@ from .maps import (
     _open_rgb,
     _store,
     method_config_full,
-    saliency_maps_compute,
+    saliency_precompute_chunk,
 )
 
 
@@ -57,10 +57,20 @@ def saliency_maps_for_results(
         ).values_list("result_id", flat=True)
     )
     images = Image.objects.select_related("directory").in_bulk(wanted)
-    missing = [images[i] for i in wanted if i not in present]
-    rows = saliency_maps_compute(
-        feature_set=feature_set, query=query, results=missing, method_config=method_config
-    )
+    computed = []
+    for result_id in wanted:
+        if result_id in present:
+            continue
+        # One result, one query: masked embeddings from the shared cache when any query
+        # needed this result before.
+        made = saliency_precompute_chunk(
+            feature_set=feature_set,
+            result=images[result_id],
+            queries=[query],
+            method_config=method_config,
+        )
+        if made:
+            computed.append(result_id)
     unrendered = [
         row
         for row in SaliencyMap.objects.filter(
@@ -69,7 +79,7 @@ def saliency_maps_for_results(
         if not row.overlay_key
     ]
     _render_on_group_scale(feature_set=feature_set, config_key=key, rows=unrendered)
-    return [row.result_id for row in rows]
+    return computed
 
 
 def _render_on_group_scale(

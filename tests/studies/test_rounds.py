@@ -322,3 +322,31 @@ def test_rankings_never_hold_the_query_or_judged_images(study):
     assert not set(ranking) & set(first[:4])
     assert len(set(ranking)) == len(ranking)
     assert np.all(np.asarray(ranking) > 0)
+
+
+def test_the_warm_start_adds_the_nearest_neighbours_of_each_querys_first_results(study):
+    from explain.selectors import saliency_plan
+    from retrieval.selectors.features import search
+
+    (xai_pair,) = study.task_pairs.all()
+    query = xai_pair.query_b
+    pool = candidate_pool(study=study, query=query)
+    plain = {r for q, r in saliency_plan(study=study).groups[0].pairs if q == query.image_id}
+    assert plain == set(pool)
+
+    study.warm_start_neighbours = 2
+    study.save()
+    warm = {r for q, r in saliency_plan(study=study).groups[0].pairs if q == query.image_id}
+
+    skip = {query.image_id, *pool}
+    expected = set(pool)
+    for result_id in pool[: study.results_per_round]:
+        neighbours = search(
+            feature_set=study.feature_set,
+            query_image=study.feature_set.archive.images.get(pk=result_id),
+            k=2,
+            exclude=sorted(skip - {result_id}),
+        )
+        expected.update(image_id for image_id, _ in neighbours)
+    assert warm == expected
+    assert warm - set(pool)
