@@ -51,8 +51,9 @@ logger = logging.getLogger(__name__)
 
 # Advisory-lock namespace of round computations (PostgreSQL's two-int form: namespace, round).
 _LOCK_NAMESPACE = 0x5EA7
-# SQLite (one process, the embedded default): a lock per process is enough.
-_LOCAL_LOCK = threading.Lock()
+# SQLite (one process, the embedded default): a lock per round within the process is enough.
+_LOCAL_LOCKS: dict[int, threading.Lock] = {}
+_LOCAL_LOCKS_GUARD = threading.Lock()
 
 
 def _locked_task(task: SearchTask) -> SearchTask:
@@ -207,12 +208,16 @@ def _round_lock(round_id: int):
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, round_id])
         return
-    held = _LOCAL_LOCK.acquire(blocking=False)
+    with _LOCAL_LOCKS_GUARD:
+        lock = _LOCAL_LOCKS.setdefault(round_id, threading.Lock())
+    held = lock.acquire(blocking=False)
     try:
         yield held
     finally:
         if held:
-            _LOCAL_LOCK.release()
+            lock.release()
+            with _LOCAL_LOCKS_GUARD:
+                _LOCAL_LOCKS.pop(round_id, None)
 
 
 def _ranking(*, task: SearchTask, round_: IQRRound, device: str | None):
