@@ -2,11 +2,12 @@
 
 ``study_task_table`` (``tasks``): the per-task table of ``analysis.frame``;
 ``study_likert_table`` (``likert``): the responses table of ``analysis.likert``; ``common``:
-the settings both use (included statuses, pseudonym salt, adjudication rule, conditions).
+``study_round_table`` (``rounds``): what each refine round ran; the settings both use (included statuses, pseudonym salt, adjudication rule, conditions).
 """
 
 from .common import DEFAULT_STATUSES, count_changes_of, study_conditions, study_salt
 from .likert import study_likert_table
+from .rounds import study_round_table
 from .tasks import study_task_table
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "count_changes_of",
     "study_conditions",
     "study_likert_table",
+    "study_round_table",
     "study_salt",
     "study_task_table",
 ]

@@ -350,3 +350,30 @@ def test_the_warm_start_adds_the_nearest_neighbours_of_each_querys_first_results
         expected.update(image_id for image_id, _ in neighbours)
     assert warm == expected
     assert warm - set(pool)
+
+
+def test_the_analysis_exports_what_each_round_ran(study):
+    from analysis.selectors import study_round_table
+
+    task = build_assignment(study).tasks.get(position=1)
+    search_task_begin(task=task)
+    first = IQRRound.objects.get(task=task, number=0).ranking
+    judge(task, first[:1], "marked_relevant")
+    refine_now(task, "refine-1")
+    search_task_refine(task=task, client_event_id="refine-2")  # still being prepared
+
+    table = study_round_table(study=study)
+
+    ready, pending = (IQRRound.objects.get(task=task, number=n) for n in (1, 2))
+    assert table[["round", "status", "scope"]].values.tolist() == [
+        [1, "ready", "archive"],
+        [2, "pending", "archive"],
+    ]
+    row = table.iloc[0]
+    assert row["working_set_size"] == ready.working_set_size > 0
+    assert row["seconds"] == pytest.approx(ready.seconds)
+    assert row["queued_seconds"] == pytest.approx(ready.queued_seconds)
+    assert row["maps_on_demand"] == 0  # a no-XAI task
+    assert not row["over_budget"]
+    assert table.iloc[1]["over_budget"] is None
+    assert pending.ranking == []
