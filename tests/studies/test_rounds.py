@@ -194,19 +194,26 @@ def test_a_second_refine_while_a_round_is_prepared_is_the_same_round(study):
 @contextlib.contextmanager
 def broker(url: str):
     """Celery of this process sending to ``url`` instead of running tasks in place."""
+    from kombu import pools
+
     conf = celery_app.conf
     saved = (conf.broker_url, conf.task_always_eager)
+
+    def fresh_pools() -> None:
+        # kombu keeps producer pools per broker URL process-wide: closed ones must not be
+        # found again by the next test using the same URL.
+        with contextlib.suppress(Exception):
+            pools.reset()
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+
     conf.broker_url, conf.task_always_eager = url, False
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
+    fresh_pools()
     try:
         yield
     finally:
-        with contextlib.suppress(Exception):
-            celery_app.pool.force_close_all()
         conf.broker_url, conf.task_always_eager = saved
-        celery_app._pool = None
-        celery_app.amqp._producer_pool = None
+        fresh_pools()
 
 
 def test_with_the_broker_down_the_round_is_delayed_the_marks_kept_and_a_retry_works(study):
