@@ -26,7 +26,12 @@ from django.db.models import Count, Max
 from analysis.exports import PREFERENCE_QUESTION, write_analysis
 from analysis.frame import AnalysisError
 from analysis.pipeline import AnalysisResult, analysis_from_tasks
-from analysis.selectors import study_conditions, study_likert_table, study_task_table
+from analysis.selectors import (
+    study_conditions,
+    study_likert_table,
+    study_round_table,
+    study_task_table,
+)
 from studyplatform.studies.models import Event, Response, Study
 
 __all__ = [
@@ -172,7 +177,8 @@ def analysis_export(
 
     Files as ``analysis.exports.write_analysis`` names them, restricted to the formats
     (:data:`EXPORT_FORMATS`), plus ``notes.txt`` and, with ``csv``, ``responses.csv`` (the
-    Likert answers, readable by ``manage.py analyze --likert``). Everything is written to a
+    Likert answers, readable by ``manage.py analyze --likert``) and ``rounds.csv`` (what each
+    refine round ran: ``analysis.selectors.study_round_table``). Everything is written to a
     temporary folder first; ``out_dir`` only receives complete files, and a failure leaves it
     as it was. Worker ids are pseudonymised (``analysis.selectors.study_salt``) unless
     ``pseudonymise`` is False.
@@ -203,6 +209,10 @@ def analysis_export(
         if "csv" in formats and result.responses is not None:
             result.responses.to_csv(staging / "responses.csv", index=False)
             written.append(staging / "responses.csv")
+        if "csv" in formats:
+            # What each refine round ran (scope, working set, seconds, maps on demand).
+            study_round_table(study=study).to_csv(staging / "rounds.csv", index=False)
+            written.append(staging / "rounds.csv")
         keep = [p for p in written if p.suffix in suffixes or p.name == "notes.txt"]
         out_dir.mkdir(exist_ok=True)
         for path in keep:

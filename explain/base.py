@@ -6,7 +6,9 @@ similarity with the query. Inputs are already-preprocessed tensors and an ``embe
 so the methods know nothing of files, backbones or Django (habit 9).
 
 Subclasses implement :meth:`SimilaritySaliency._explain`; the public :meth:`explain` checks the
-inputs before and the output after. Every method rebuilds from its config (habit 12):
+inputs before and the output after, and runs the work in the method's ``precision``
+(:mod:`explain.precision`), which every method takes and stores in its config. Every method
+rebuilds from its config (habit 12):
 ``type(m)(**m.get_config()).get_config() == m.get_config()``.
 """
 
@@ -21,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from explain.precision import compute_precision
 
 __all__ = ["Embed", "SimilaritySaliency"]
 
@@ -73,7 +77,9 @@ class SimilaritySaliency(abc.ABC):
             Bad shapes, dtypes or non-finite values, or ``embed`` not callable.
         """
         self._check_inputs(embed, query, results)
-        maps = self._explain(embed, query, results)
+        # Every method stores its precision in its config (explain.precision): set, not inherited.
+        with compute_precision(self.precision, embed_device(embed, results.device)):
+            maps = self._explain(embed, query, results)
         self._check_output(maps, results)
         return maps
 

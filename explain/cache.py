@@ -24,15 +24,20 @@ Eviction is least-recently-used by file modification time, which :meth:`get` ref
 hit (modification rather than access time because many file systems are mounted ``noatime`` or
 ``relatime``). Sizes are bytes on the file as written (header included), not disk blocks.
 
-Several processes may share one folder: writes go to a temporary file in the same folder and are
-published with :func:`os.replace`, so readers see either no file or a whole one; a file that
-vanishes while another process evicts or clears is treated as a miss (reads) or ignored
-(eviction). The bound is enforced by every writer after its own write, so with concurrent
-writers the total may exceed ``max_bytes`` briefly, until the next :meth:`put`.
+Several processes may share one folder (the gpu workers of one machine): writes go to a
+temporary file in the same folder, flushed to disk, and are published with :func:`os.replace`,
+so readers see either no file or a whole one, never a torn one; a file that vanishes while
+another process evicts or clears is treated as a miss (reads) or ignored (eviction). Eviction
+runs under an exclusive ``flock`` on ``<root>/.evict.lock``, so two writers never both delete
+for the same excess (each sees the other's deletions), and the last writer's eviction sees
+every finished file: when all writers are done the total is at most ``max_bytes``. While
+writers are still running it may exceed the bound by the files not yet evicted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -46,6 +51,7 @@ import numpy as np
 __all__ = ["MaskedEmbeddingCache", "cache_key"]
 
 _SUFFIX = ".npy"
+_LOCK_NAME = ".evict.lock"
 _TEMP_SUFFIX = ".tmp"
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -293,7 +299,25 @@ class MaskedEmbeddingCache:
         """Total size in bytes of the cached stacks (temporary files of writers excluded)."""
         return sum(size for _, _, size, _ in self._entries())
 
+    @property
+    def lock_path(self) -> Path:
+        """The file whose ``flock`` serialises eviction between processes."""
+        return self.root / _LOCK_NAME
+
+    @contextlib.contextmanager
+    def _eviction_lock(self):
+        with open(self.lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def _evict(self, *, keep: Path) -> None:
+        with self._eviction_lock():
+            self._evict_locked(keep=keep)
+
+    def _evict_locked(self, *, keep: Path) -> None:
         entries = self._entries()
         total = sum(size for _, _, size, _ in entries)
         # Oldest use first; the name breaks ties so every process picks the same order.

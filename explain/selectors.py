@@ -4,6 +4,9 @@ What a study needs
 ------------------
 Every query used under a with-XAI condition needs a map for every image of its candidate pool
 (:func:`studyplatform.studies.selectors.pools.candidate_pool`), under that condition's method config.
+With ``search.scope: archive`` this is the warm start of a study whose refine rounds compute the
+maps of new results on demand; ``search.warm_start_neighbours`` adds the nearest neighbours of
+each query's first results (the likely results of its rounds).
 The queries used under a condition are read from the study's task pairs (``query_a`` under
 ``condition_a``, ``query_b`` under ``condition_b``). A study without any task pair yet (its
 pairs are generated later) counts every one of its queries under every with-XAI condition, so
@@ -29,6 +32,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 from django.db.models import QuerySet
 
 from studyplatform.studies.models import Condition, Study
@@ -157,6 +161,25 @@ class SaliencyPlan:
         return sum(len(group.pairs) for group in self.groups)
 
 
+def _warm_neighbours(*, study: Study, query, pool: list[int]) -> list[int]:
+    """The ``study.warm_start_neighbours`` nearest images of each of the query's first results
+    (the likely results of its refine rounds), outside the pool and the query; [] when 0."""
+    k = study.warm_start_neighbours
+    if not k:
+        return []
+    from retrieval.search import top_k_batch
+    from retrieval.selectors.features import feature_set_arrays, feature_set_rows
+
+    features, ids = feature_set_arrays(feature_set=study.feature_set)
+    first = pool[: study.results_per_round]
+    rows = feature_set_rows(feature_set=study.feature_set, image_ids=first)
+    skip = feature_set_rows(feature_set=study.feature_set, image_ids=[query.image_id, *pool])
+    found, _ = top_k_batch(
+        features, np.asarray(features[rows]), k, metric=study.distance, exclude=skip
+    )
+    return sorted({int(ids[row]) for row in found.ravel()})
+
+
 def saliency_plan(*, study: Study) -> SaliencyPlan:
     """The maps ``study`` needs before a worker sees a with-XAI task (module docstring).
 
@@ -190,6 +213,7 @@ def saliency_plan(*, study: Study) -> SaliencyPlan:
         for query in sorted(used[condition.pk], key=lambda q: q.pk):
             if query.pk not in pools:
                 pools[query.pk] = candidate_pool(study=study, query=query)
+                pools[query.pk] += _warm_neighbours(study=study, query=query, pool=pools[query.pk])
             group_pairs.update((query.image_id, result_id) for result_id in pools[query.pk])
     groups = tuple(
         PlanGroup(method_config=config, conditions=tuple(names), pairs=frozenset(group_pairs))

@@ -396,10 +396,15 @@ class HikSvmReranker(BaseEstimator):
         knots = torch.from_numpy(self.knots_).to(device)  # (D, S)
         prefix = torch.from_numpy(self.prefix_).to(device)  # (D, S + 1)
         suffix = torch.from_numpy(self.suffix_).to(device)
+        # Features resident on this device (retrieval.resident) are read in place: no copy.
+        resident = hasattr(X, "device_rows") and X.on(device)
         with torch.no_grad():
             for start in range(0, X.shape[0], step):
-                # A copy: memmap slices are read-only, and the chunk goes to the device anyway.
-                chunk = torch.from_numpy(np.array(X[start : start + step])).to(device)
+                if resident:
+                    chunk = X.device_rows(start, min(start + step, X.shape[0]))
+                else:
+                    # A copy: memmap slices are read-only, and the chunk goes to the device.
+                    chunk = torch.from_numpy(np.array(X[start : start + step])).to(device)
                 # Dimension-major and float64: comparisons with the (exact) float64 knots are
                 # exact, products correctly rounded.
                 x = chunk.T.to(torch.float64).contiguous()  # (D, m)

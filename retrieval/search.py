@@ -16,7 +16,9 @@ Backends
   small enough (64 rows, 512 KB) that the element-wise temporary stays in the core's L2 cache,
   so the scan costs about two streaming passes over the bytes, not three.
 * torch (``device="cuda"`` or ``"cpu"``; the default when CUDA is available): each chunk is
-  copied to the device and reduced there; only the distances come back.
+  copied to the device and reduced there; only the distances come back. Features kept on the
+  device by :class:`retrieval.resident.ResidentFeatures` are read in place instead (a gpu
+  worker's archive: no copy per call).
 
 Both compute in float32 for float32 features (float64 for float64 features); the selection of
 the ``k`` smallest is done on the host with an exact tie rule (equal distances: lower row first).
@@ -338,12 +340,19 @@ def _torch_scan(features, queries, metric, rows, step, out, device) -> None:
     import torch
 
     torch_queries = torch.from_numpy(queries).to(device)
+    # Features resident on this device (retrieval.resident) are read in place: no copy.
+    resident = hasattr(features, "device_rows") and features.on(device)
     with torch.no_grad():
         for start in range(0, out.shape[1], step):
             stop = min(start + step, out.shape[1])
-            # A copy: memmap slices are read-only, and the chunk goes to the device anyway.
-            chunk = torch.from_numpy(np.array(_read_rows(features, rows, start, stop, out.dtype)))
-            result = _torch_chunk_distances(chunk.to(device), torch_queries, metric)
+            if resident:
+                chunk = features.device_rows(start, stop, rows).to(torch_queries.dtype)
+            else:
+                # A copy: memmap slices are read-only, and the chunk goes to the device anyway.
+                chunk = torch.from_numpy(
+                    np.array(_read_rows(features, rows, start, stop, out.dtype))
+                ).to(device)
+            result = _torch_chunk_distances(chunk, torch_queries, metric)
             out[:, start:stop] = result.cpu().numpy()
 
 

@@ -28,6 +28,7 @@ import torch
 
 from explain.base import Embed, SimilaritySaliency, embed_device, embed_in_batches
 from explain.masks import axis_cover, block_positions, check_block_stride
+from explain.precision import check_precision
 from explain.registry import register_method
 from retrieval.backbones import features_l1_normalise
 from retrieval.search import METRICS, distances
@@ -93,6 +94,8 @@ class Occlusion(SimilaritySaliency):
         first (they must be non-negative).
     batch_size : int, default 64
         Occluded images per forward pass.
+    precision : {"fp32", "tf32", "bf16"}, default "fp32"
+        Arithmetic of the forward passes (:mod:`explain.precision`).
 
     Notes
     -----
@@ -107,7 +110,12 @@ class Occlusion(SimilaritySaliency):
     """
 
     def __init__(
-        self, window: int = 32, stride: int = 16, distance: str = "hik", batch_size: int = 64
+        self,
+        window: int = 32,
+        stride: int = 16,
+        distance: str = "hik",
+        batch_size: int = 64,
+        precision: str = "fp32",
     ) -> None:
         try:
             self.window, self.stride = check_block_stride(window, stride)
@@ -115,6 +123,7 @@ class Occlusion(SimilaritySaliency):
             raise ValueError(str(exc).replace("block", "window")) from None
         self.distance = check_distance(distance)
         self.batch_size = check_batch_size(batch_size)
+        self.precision = check_precision(precision)
 
     def _explain(self, embed: Embed, query: torch.Tensor, results: torch.Tensor) -> np.ndarray:
         height, width = (int(v) for v in results.shape[2:])

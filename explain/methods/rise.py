@@ -42,6 +42,7 @@ from explain.methods.occlusion import (
     check_distance,
     query_distances,
 )
+from explain.precision import check_precision
 from explain.registry import register_method
 
 __all__ = ["Rise", "rise_masks"]
@@ -122,6 +123,8 @@ class Rise(SimilaritySaliency):
         Seed of the masks (``np.random.default_rng(seed)``).
     batch_size : int, default 64
         Masked images per forward pass.
+    precision : {"fp32", "tf32", "bf16"}, default "fp32"
+        Arithmetic of the forward passes (:mod:`explain.precision`).
 
     Notes
     -----
@@ -144,6 +147,7 @@ class Rise(SimilaritySaliency):
         distance: str = "hik",
         seed: int = 0,
         batch_size: int = 64,
+        precision: str = "fp32",
     ) -> None:
         for name, value in (("n_masks", n_masks), ("grid", grid)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -161,6 +165,7 @@ class Rise(SimilaritySaliency):
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         self.seed = seed
         self.batch_size = check_batch_size(batch_size)
+        self.precision = check_precision(precision)
 
     def _explain(self, embed: Embed, query: torch.Tensor, results: torch.Tensor) -> np.ndarray:
         height, width = (int(v) for v in results.shape[2:])

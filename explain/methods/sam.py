@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from explain.base import Embed, SimilaritySaliency, embed_device
 from explain.methods.occlusion import check_batch_size
+from explain.precision import check_precision
 from explain.registry import register_method
 
 __all__ = ["Sam", "sam_maps"]
@@ -111,6 +112,8 @@ class Sam(SimilaritySaliency):
     ----------
     batch_size : int, default 32
         Result images per forward pass of the feature map.
+    precision : {"fp32", "tf32", "bf16"}, default "fp32"
+        Arithmetic of the forward passes (:mod:`explain.precision`).
 
     Notes
     -----
@@ -120,8 +123,9 @@ class Sam(SimilaritySaliency):
     feature map (see :func:`_feature_map`) or the query's and results' channels differ.
     """
 
-    def __init__(self, batch_size: int = 32) -> None:
+    def __init__(self, batch_size: int = 32, precision: str = "fp32") -> None:
         self.batch_size = check_batch_size(batch_size)
+        self.precision = check_precision(precision)
 
     def _explain(self, embed: Embed, query: torch.Tensor, results: torch.Tensor) -> np.ndarray:
         device = embed_device(embed, results.device)

@@ -40,6 +40,7 @@ from numpy.typing import ArrayLike
 
 from explain.base import Embed, SimilaritySaliency, embed_device, embed_in_batches
 from explain.masks import axis_cover, block_positions, check_block_stride
+from explain.precision import check_precision, compute_precision
 from explain.registry import register_method
 from retrieval.backbones import features_l1_normalise
 from retrieval.search import METRICS, distances
@@ -92,6 +93,10 @@ class Sbsm(SimilaritySaliency):
     blur_sigma : float, default 5.0
         Standard deviation in pixels of the Gaussian of ``fill="blur"`` (a quarter of the
         paper's block); the kernel is truncated at 3 sigma, borders replicated.
+    precision : {"fp32", "tf32", "bf16"}, default "fp32"
+        Arithmetic of the forward passes (:mod:`explain.precision`: true float32 by default;
+        TF32 is 2.6x faster on an H200 with errors up to 3.7 % of a map's maximum). The
+        masked embeddings depend on it.
 
     Raises
     ------
@@ -112,6 +117,7 @@ class Sbsm(SimilaritySaliency):
         mean: Sequence[float] = _IMAGENET_MEAN,
         std: Sequence[float] = _IMAGENET_STD,
         blur_sigma: float = 5.0,
+        precision: str = "fp32",
     ) -> None:
         self.block, self.stride = check_block_stride(block, stride)
         if distance not in METRICS:
@@ -133,6 +139,7 @@ class Sbsm(SimilaritySaliency):
         ):
             raise ValueError(f"blur_sigma must be a finite number > 0, got {blur_sigma!r}")
         self.blur_sigma = float(blur_sigma)
+        self.precision = check_precision(precision)
 
     # ----------------------------------------------------------------------------------------
     # The whole method
@@ -175,7 +182,9 @@ class Sbsm(SimilaritySaliency):
         if not callable(embed):
             raise ValueError(f"embed must be callable, got {type(embed).__name__}")
         self._check_images("result", result, batched=False)
-        return self._masked_embeddings(embed, result.to(embed_device(embed, result.device)))
+        device = embed_device(embed, result.device)
+        with compute_precision(self.precision, device):
+            return self._masked_embeddings(embed, result.to(device))
 
     def _masked_embeddings(self, embed: Embed, result: torch.Tensor) -> np.ndarray:
         height, width = result.shape[1:]

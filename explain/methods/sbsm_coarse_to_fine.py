@@ -57,6 +57,7 @@ import torch
 from explain.base import Embed, SimilaritySaliency, embed_device, embed_in_batches
 from explain.masks import axis_cover, axis_starts, check_block_stride
 from explain.methods.sbsm import _IMAGENET_MEAN, _IMAGENET_STD, Sbsm
+from explain.precision import compute_precision
 from explain.registry import register_method
 from retrieval.backbones import features_l1_normalise
 from retrieval.search import distances
@@ -124,7 +125,7 @@ class SbsmCoarseToFine(SimilaritySaliency):
     quantile : float in [0, 1), default 0.8
         The fine pass covers the pixels where the coarse map is at least this quantile of
         itself (and above 0). 0 refines everywhere (then the map is exact SBSM).
-    distance, fill, batch_size, mean, std, blur_sigma
+    distance, fill, batch_size, mean, std, blur_sigma, precision
         As in :class:`~explain.methods.sbsm.Sbsm`.
 
     Raises
@@ -145,6 +146,7 @@ class SbsmCoarseToFine(SimilaritySaliency):
         mean: Sequence[float] = _IMAGENET_MEAN,
         std: Sequence[float] = _IMAGENET_STD,
         blur_sigma: float = 5.0,
+        precision: str = "fp32",
     ) -> None:
         self._exact = Sbsm(
             block=block,
@@ -155,8 +157,18 @@ class SbsmCoarseToFine(SimilaritySaliency):
             mean=mean,
             std=std,
             blur_sigma=blur_sigma,
+            precision=precision,
         )
-        for name in ("block", "stride", "distance", "fill", "batch_size", "mean", "std"):
+        for name in (
+            "block",
+            "stride",
+            "distance",
+            "fill",
+            "batch_size",
+            "mean",
+            "std",
+            "precision",
+        ):
             setattr(self, name, getattr(self._exact, name))
         self.blur_sigma = self._exact.blur_sigma
         if coarse_stride is None:
@@ -205,8 +217,9 @@ class SbsmCoarseToFine(SimilaritySaliency):
         self._check_images("result", result, batched=False)
         self._check_inputs(embed, query, result[None])
         device = embed_device(embed, result.device)
-        pair = embed_in_batches(embed, torch.stack([query, result]).to(device), self.batch_size)
-        return self._one(embed, pair[0], pair[1], result.to(device))
+        with compute_precision(self.precision, device):
+            pair = embed_in_batches(embed, torch.stack([query, result]).to(device), self.batch_size)
+            return self._one(embed, pair[0], pair[1], result.to(device))
 
     # ----------------------------------------------------------------------------------------
 

@@ -30,9 +30,10 @@ from PIL import Image as PILImage
 from retrieval.backbones import Backbone, BackboneConfig, build_backbone
 from retrieval.models import FeatureSet, Image
 
-from ..base import SimilaritySaliency, embed_in_batches
+from ..base import SimilaritySaliency, embed_device, embed_in_batches
 from ..cache import MaskedEmbeddingCache, cache_key
 from ..models import SaliencyMap
+from ..precision import compute_precision
 from ..registry import get_method, method_from_config
 from ..registry import method_config as config_of
 from ..render import OverlayStyle, map_to_npy_bytes, npy_bytes_to_map, study_normaliser
@@ -87,6 +88,11 @@ def _method_for(backbone: Backbone, method_config: dict):
             config[name] = list(getattr(backbone.preprocess, name))
     method = method_from_config(config)
     return method, config_of(method)
+
+
+def _precision_of(method, backbone: Backbone):
+    """The method's precision for forward passes run here, outside ``method.explain``."""
+    return compute_precision(method.precision, embed_device(backbone.model, torch.device("cpu")))
 
 
 def _masking_config(config: dict) -> dict:
@@ -213,9 +219,10 @@ def _chunk_maps(
         )
         masked_seconds = time.perf_counter() - started
         derive_started = time.perf_counter()
-        embeddings = embed_in_batches(
-            backbone.model, torch.cat([result_tensor[None], query_tensors]), method.batch_size
-        )
+        with _precision_of(method, backbone):
+            embeddings = embed_in_batches(
+                backbone.model, torch.cat([result_tensor[None], query_tensors]), method.batch_size
+            )
         maps = method.maps_from_embeddings(
             embeddings[1:], embeddings[0], masked, image_shape=tuple(result_tensor.shape[1:])
         )
@@ -260,9 +267,13 @@ def saliency_maps_compute(
             feature_set=feature_set, result=result, queries=[query], method_config=method_config
         )
     _, key = method_config_full(feature_set=feature_set, method_config=method_config)
-    rows = SaliencyMap.objects.filter(
-        feature_set=feature_set, query=query, result__in=results, config_key=key
-    ).in_bulk(field_name="result_id")
+    # One row per result (the unique constraint holds the query and config fixed here).
+    rows = {
+        row.result_id: row
+        for row in SaliencyMap.objects.filter(
+            feature_set=feature_set, query=query, result__in=results, config_key=key
+        )
+    }
     return [rows[result.pk] for result in results]
 
 

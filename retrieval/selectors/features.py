@@ -50,6 +50,18 @@ def feature_set_codes(*, feature_set: FeatureSet) -> HikCodes | None:
     return _codes(str(folder), (folder / "codes.npy").stat().st_mtime)
 
 
+def feature_set_resident(*, feature_set: FeatureSet, device: str):
+    """The feature set's features resident on ``device`` (``retrieval.resident``), loaded once
+    per process (the gpu worker's archive); keyed by the file's path and modification time."""
+    from ..resident import resident_features
+
+    path = feature_set.features_path
+    key = (str(path), path.stat().st_mtime)
+    return resident_features(
+        key, lambda: feature_set_arrays(feature_set=feature_set)[0], device=device
+    )
+
+
 def feature_set_rows(*, feature_set: FeatureSet, image_ids: Iterable[int]) -> np.ndarray:
     """Rows of ``image_ids`` in the feature set; ``ValueError`` naming ids it does not hold."""
     _, ids = feature_set_arrays(feature_set=feature_set)

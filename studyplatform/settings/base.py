@@ -204,6 +204,8 @@ CELERY_TASK_ROUTES = {
     "retrieval.tasks.*": {"queue": "gpu"},
     "explain.tasks.saliency_overlays_*": {"queue": "default"},
     "explain.tasks.*": {"queue": "gpu"},
+    # A worker's refine round: IQR over the archive and its missing saliency maps.
+    "studyplatform.studies.tasks.search_round_*": {"queue": "gpu"},
     "mturk.tasks.*": {"queue": "default"},
     "analysis.tasks.*": {"queue": "default"},
 }

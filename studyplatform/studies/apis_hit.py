@@ -32,6 +32,7 @@ from .services.hit import (
 )
 from .services.hit_responses import assignment_submit, questionnaire_submit
 from .services.judgements import judgement_record
+from .services.rounds import search_round_retry
 from .services.tutorials import tutorial_complete
 
 _STATE = inline_serializer("HitState", {"state": serializers.JSONField()})
@@ -131,6 +132,17 @@ class HitRefineApi(HitApi):
         data = self.validated(self.HitRefineInputSerializer)
         task = search_task_of_assignment(assignment=self.assignment, task_id=data["task"])
         search_task_refine(task=task, client_event_id=data["id"])
+        return self.state()
+
+
+class HitRefineRetryApi(HitApi):
+    """Hand a delayed round to the gpu queue again (409 when no round of the task is waiting)."""
+
+    @extend_schema(request={"application/json": HitTaskInputSerializer}, responses=_STATE)
+    def post(self, request, study: str):
+        data = self.validated(HitTaskInputSerializer)
+        task = search_task_of_assignment(assignment=self.assignment, task_id=data["task"])
+        search_round_retry(task=task)
         return self.state()
 
 

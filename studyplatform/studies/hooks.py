@@ -68,3 +68,36 @@ def colorbar_gradient_lookup(colormap: str) -> str | None:
     if _colorbar_gradient is None:
         return None
     return _colorbar_gradient(colormap)
+
+
+# (study, condition, query image id, result image ids) -> result image ids whose maps were
+# computed by this call; computes every missing map (and overlay) of those results.
+RoundMaps = Callable[..., list[int]]
+
+_round_maps: RoundMaps | None = None
+
+
+def round_maps_register(function: RoundMaps) -> None:
+    """Make ``function(*, study, condition, query_image_id, result_image_ids)`` compute the
+    missing saliency maps of a refine round's results (the explain app registers its service;
+    it runs on the gpu worker that ranks the round). Same rules as
+    :func:`overlay_keys_register`."""
+    global _round_maps
+    if _round_maps is not None and _round_maps is not function:
+        raise RuntimeError(f"round maps already come from {_round_maps!r}")
+    _round_maps = function
+
+
+def round_maps_compute(
+    *, study: Study, condition: Condition, query_image_id: int, result_image_ids: list[int]
+) -> list[int]:
+    """The registered service's answer; without an app that computes saliency maps nothing is
+    computed (the results are then shown without overlays, which the ``shown`` event lists)."""
+    if _round_maps is None:
+        return []
+    return _round_maps(
+        study=study,
+        condition=condition,
+        query_image_id=query_image_id,
+        result_image_ids=result_image_ids,
+    )

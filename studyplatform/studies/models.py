@@ -24,7 +24,20 @@ class Study(models.Model):
     ``candidate_pool_size`` how deep into the ranking a worker can go in any round, the images
     whose saliency maps are precomputed; ``repetitions`` how many distinct workers each task
     pair needs, in both orders together (seed 001: at least three).
+
+    ``search_scope`` is what a refine re-ranks: "archive", the whole archive through IQR's
+    working set (seed 001), or "pool", the query's candidate pool only (bounded cost: every map
+    is precomputed). ``round_budget_s`` is the latency a refine round should keep (refine click
+    to results with their maps); a round past it waits for its exact maps and is recorded as
+    over budget. ``search_working_set``: in the archive scope, what IQR ranks: "neighbours"
+    (SMQTK's 500 nearest images of each positive, seed 001) or "all" (the whole archive, through
+    the HIK bucket codes). ``warm_start_neighbours``: besides each query's first results, precompute the
+    maps of that many nearest neighbours of each of them (the likely next results).
     """
+
+    class Scope(models.TextChoices):
+        ARCHIVE = "archive", "the whole archive"
+        POOL = "pool", "the candidate pool"
 
     class Status(models.TextChoices):
         DRAFT = "draft", "draft"
@@ -50,6 +63,18 @@ class Study(models.Model):
     results_per_round = models.PositiveSmallIntegerField(default=20)
     candidate_pool_size = models.PositiveIntegerField(default=200)
     repetitions = models.PositiveSmallIntegerField(default=3)
+    search_scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.ARCHIVE)
+    search_working_set = models.CharField(
+        max_length=10,
+        choices=[("neighbours", "SMQTK's neighbours of the positives"), ("all", "every image")],
+        default="neighbours",
+    )
+    round_budget_s = models.FloatField(
+        default=10.0, help_text="Latency budget of a refine round, seconds (click to results)."
+    )
+    warm_start_neighbours = models.PositiveSmallIntegerField(
+        default=0, help_text="Nearest neighbours of each first result whose maps are precomputed."
+    )
     assignment_timeout_minutes = models.PositiveIntegerField(
         default=60, help_text="An active assignment idle this long frees its cell."
     )
@@ -103,6 +128,7 @@ class Study(models.Model):
                 & Q(candidate_pool_size__gte=F("results_per_round")),
                 name="study_sizes_valid",
             ),
+            models.CheckConstraint(condition=Q(round_budget_s__gt=0), name="study_budget_gt_0"),
         ]
 
     def __str__(self) -> str:
@@ -302,16 +328,32 @@ class SearchTask(models.Model):
 
 class IQRRound(models.Model):
     """A ranking shown to the worker: round 0 is the initial search, round r >= 1 follows the
-    r-th refine, trained on ``positives``/``negatives`` (image ids, the query excluded).
+    r-th refine, trained on ``positives``/``negatives``/``unmarked`` (image ids, the query
+    excluded), the marks as they stood when the worker asked for it.
 
-    ``ranking`` is what the worker saw (unjudged images of the candidate pool); ``top_ranking``
-    the head of the ranking the round produced over the archive (nearest neighbours for round
-    0; after a refine the judged positives first, as SMQTK's IQR ranks them, then the SVM's
-    order), the list seed 000 Eq. 5 is computed on."""
+    A refine round is created ``pending`` by the web process (``refine_event_id`` is the
+    refine's client event id: one round per refine) and computed on the ``gpu`` queue, which
+    stores ``ranking`` and the maps its results need and makes it ``ready``. ``delayed``: the
+    round could not be handed to a worker (broker down) or waited past the study's budget
+    without one; the marks are kept and a retry hands it over again. What it ran is recorded:
+    ``scope``, ``working_set_size`` (rows IQR ranked), ``queued_seconds`` (request to start of
+    computing), ``seconds`` (computing), ``maps_on_demand`` (maps computed for this round),
+    ``attempts`` (hand-overs to the queue).
+
+    ``top_ranking`` is the head of the ranking the round produced over the archive (nearest
+    neighbours for round 0; after a refine the judged positives first, as SMQTK's IQR ranks
+    them, then the SVM's order), the list seed 000 Eq. 5 is computed on.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "being prepared"
+        DELAYED = "delayed", "delayed"
+        READY = "ready", "ready"
 
     task = models.ForeignKey(SearchTask, on_delete=models.CASCADE, related_name="rounds")
     number = models.PositiveSmallIntegerField()
-    ranking = models.JSONField(help_text="Image ids shown, best first.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY)
+    ranking = models.JSONField(default=list, help_text="Image ids shown, best first.")
     top_ranking = models.JSONField(
         default=list,
         blank=True,
@@ -322,7 +364,16 @@ class IQRRound(models.Model):
     )
     positives = models.JSONField(default=list)
     negatives = models.JSONField(default=list)
+    unmarked = models.JSONField(default=list)
+    refine_event_id = models.CharField(max_length=64, blank=True)
+    scope = models.CharField(max_length=10, blank=True)
+    working_set_size = models.PositiveIntegerField(null=True, blank=True)
+    queued_seconds = models.FloatField(null=True, blank=True)
     seconds = models.FloatField(default=0.0, help_text="Server time to compute the ranking.")
+    maps_on_demand = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -330,6 +381,12 @@ class IQRRound(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["task", "number"], name="iqr_round_once"),
             models.CheckConstraint(condition=Q(seconds__gte=0), name="iqr_round_seconds_gte_0"),
+            # One round per refine: a retried or repeated request finds the round it made.
+            models.UniqueConstraint(
+                fields=["task", "refine_event_id"],
+                condition=~Q(refine_event_id=""),
+                name="iqr_round_once_per_refine",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -159,6 +159,35 @@ class Sizes(SpecModel):
         return self
 
 
+class SearchSpec(SpecModel):
+    """What a refine re-ranks and how long a round may take (seed 001: IQR over the archive)."""
+
+    scope: Literal["archive", "pool"] = Field(
+        "archive",
+        description="archive: IQR over the whole archive, maps of new results computed on "
+        "demand (seed 001); pool: only the query's candidate pool, every map precomputed.",
+    )
+    working_set: Literal["neighbours", "all"] = Field(
+        "neighbours",
+        description="In the archive scope, what IQR ranks: SMQTK's 500 nearest images of each "
+        "positive, or every image (through the HIK bucket codes).",
+    )
+    round_budget_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Latency budget of a refine round in seconds (click to results with maps); "
+        "a round past it still waits for its exact maps and is recorded as over budget.",
+    )
+    warm_start_neighbours: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="Before going live, also precompute the maps of this many nearest "
+        "neighbours of each query's first results (the likely next results).",
+    )
+
+
 class ConditionSpec(SpecModel):
     """A condition: no ``method`` is no-XAI, otherwise an explanation method and its config."""
 
@@ -367,6 +396,9 @@ class StudySpecCore(SpecModel):
     distance: Literal[DISTANCES] = Field("hik", description="Distance of the search.")  # type: ignore[valid-type]
     sizes: Annotated[Sizes, null_as({})] = Field(
         Sizes(), description="Targets, rounds and results."
+    )
+    search: Annotated[SearchSpec, null_as({})] = Field(
+        SearchSpec(), description="Refine rounds: scope, working set, latency budget, warm start."
     )
     repetitions: int = Field(
         3,

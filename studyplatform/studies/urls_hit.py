@@ -14,6 +14,11 @@ urlpatterns = [
     path("hit/<slug:study>/api/event", apis_hit.HitEventApi.as_view(), name="event"),
     path("hit/<slug:study>/api/begin", apis_hit.HitBeginApi.as_view(), name="begin"),
     path("hit/<slug:study>/api/refine", apis_hit.HitRefineApi.as_view(), name="refine"),
+    path(
+        "hit/<slug:study>/api/refine-retry",
+        apis_hit.HitRefineRetryApi.as_view(),
+        name="refine_retry",
+    ),
     path("hit/<slug:study>/api/finish", apis_hit.HitFinishApi.as_view(), name="finish"),
     path("hit/<slug:study>/api/answers", apis_hit.HitAnswersApi.as_view(), name="answers"),
     path("hit/<slug:study>/api/tutorial", apis_hit.HitTutorialApi.as_view(), name="tutorial"),

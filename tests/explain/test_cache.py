@@ -120,7 +120,8 @@ def test_put_is_idempotent(tmp_path: Path) -> None:
     second = cache.put(key("a"), stack(0))
     assert first == second
     assert cache.size_bytes() == file_bytes()
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [first.name]
+    names = sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p != cache.lock_path)
+    assert names == [first.name]
 
 
 def test_get_or_compute_computes_once(tmp_path: Path) -> None:
@@ -145,7 +146,7 @@ def test_clear_empties_the_folder(tmp_path: Path) -> None:
     (cache.path(key("a")).parent / ".deadbeef-x.tmp").write_bytes(b"left by a crash")
     cache.clear()
     assert cache.size_bytes() == 0
-    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p != cache.lock_path]
 
 
 def _put_many(root: str, seed: int) -> None:
@@ -165,9 +166,44 @@ def test_concurrent_puts_of_one_key_leave_one_valid_file(tmp_path: Path) -> None
         process.join(timeout=120)
     assert [process.exitcode for process in processes] == [0, 0]
     cache = MaskedEmbeddingCache(tmp_path, max_bytes=10**7)
-    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p != cache.lock_path]
     assert files == [cache.path(key("shared"))]
     np.testing.assert_array_equal(cache.get(key("shared")), stack(7, (400, 64)).astype(np.float16))
+
+
+def _put_distinct(root: str, worker: int, max_bytes: int) -> None:
+    cache = MaskedEmbeddingCache(Path(root), max_bytes=max_bytes)
+    for i in range(12):
+        cache.put(key(f"w{worker}-{i}"), stack(100 * worker + i, (200, 32)))
+
+
+def test_workers_sharing_the_cache_leave_whole_files_within_the_bound(tmp_path: Path) -> None:
+    size = file_bytes((200, 32))
+    bound = 5 * size
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_put_distinct, args=(str(tmp_path), worker, bound))
+        for worker in range(4)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [process.exitcode for process in processes] == [0, 0, 0, 0]
+    cache = MaskedEmbeddingCache(tmp_path, max_bytes=bound)
+    assert 0 < cache.size_bytes() <= bound
+    assert not list(tmp_path.rglob("*.tmp"))
+    kept = 0
+    for worker in range(4):
+        for i in range(12):
+            found = cache.get(key(f"w{worker}-{i}"))
+            if found is not None:
+                kept += 1
+                expected = stack(100 * worker + i, (200, 32)).astype(np.float16)
+                np.testing.assert_array_equal(found, expected)
+    assert kept == cache.size_bytes() // size
+    # Each worker's last stack was written after every other eviction of that worker.
+    assert kept >= 1
 
 
 # --------------------------------------------------------------------------------------------

@@ -80,7 +80,13 @@ def test_batch_size_does_not_change_the_maps():
 
 def test_config_round_trips():
     method = Occlusion(window=12, stride=6, distance="l2", batch_size=5)
-    assert method.get_config() == {"window": 12, "stride": 6, "distance": "l2", "batch_size": 5}
+    assert method.get_config() == {
+        "window": 12,
+        "stride": 6,
+        "distance": "l2",
+        "batch_size": 5,
+        "precision": "fp32",
+    }
     assert Occlusion(**method.get_config()).get_config() == method.get_config()
 
 

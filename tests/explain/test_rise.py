@@ -122,6 +122,7 @@ def test_config_round_trips():
         "distance": "cosine",
         "seed": 5,
         "batch_size": 64,
+        "precision": "fp32",
     }
     assert Rise(**method.get_config()).get_config() == method.get_config()
 

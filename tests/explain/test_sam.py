@@ -104,7 +104,7 @@ def test_maps_of_a_network_use_its_feature_map_and_results_are_independent():
 
 def test_config_round_trips():
     method = Sam(batch_size=4)
-    assert method.get_config() == {"batch_size": 4}
+    assert method.get_config() == {"batch_size": 4, "precision": "fp32"}
     assert Sam(**method.get_config()).get_config() == method.get_config()
 
 

@@ -196,3 +196,15 @@ def write_overlays(study: Study, *, limit: int | None = None, skip: int = 0) -> 
                     )
                     made += 1
     return made
+
+
+def refine_now(task, client_event_id: str):
+    """``search_task_refine`` with its after-commit hand-over run at once: without a broker the
+    round is computed in this process, as in the embedded default (the test's transaction
+    never commits, so Django's captured on-commit callbacks stand in for the commit)."""
+    from django.test import TestCase
+
+    from studyplatform.studies.services.hit import search_task_refine
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return search_task_refine(task=task, client_event_id=client_event_id)

@@ -1,4 +1,4 @@
-"""The worker's search task: round 0, refines restricted to the pool, idempotent, the end."""
+"""The worker's search task: round 0, refines (here in the pool-bound mode), idempotent, the end."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from studyplatform.studies.services.hit import (
 from studyplatform.studies.services.hit_responses import assignment_submit, questionnaire_submit
 from studyplatform.studies.services.judgements import judgement_record
 from studyplatform.studies.services.tutorials import tutorial_complete
-from tests.studies.hit_helpers import build_assignment, build_study, hit_feature_set
+from tests.studies.hit_helpers import build_assignment, build_study, hit_feature_set, refine_now
 
 pytestmark = pytest.mark.django_db
 __all__ = ["hit_feature_set"]
@@ -65,13 +65,15 @@ def test_round_zero_is_the_top_of_the_pool_and_a_reload_keeps_it(study, task):
     assert Event.objects.filter(task=task, type="shown").count() == 1
 
 
-def test_refine_trains_on_the_marks_and_shows_unjudged_pool_images(study, task):
+def test_a_pool_bound_refine_trains_on_the_marks_and_shows_unjudged_pool_images(study, task):
+    study.search_scope = "pool"
+    study.save()
     search_task_begin(task=task)
     first = IQRRound.objects.get(task=task, number=0).ranking
     judge(task, first[:1], "marked_relevant")
     judge(task, first[1:4])
 
-    search_task_refine(task=task, client_event_id="refine-1")
+    refine_now(task, "refine-1")
 
     second = IQRRound.objects.get(task=task, number=1)
     pool = set(candidate_pool(study=study, query=task.query))
@@ -86,8 +88,8 @@ def test_refine_trains_on_the_marks_and_shows_unjudged_pool_images(study, task):
 def test_a_retried_refine_does_not_spend_a_second_round(task):
     search_task_begin(task=task)
 
-    search_task_refine(task=task, client_event_id="refine-1")
-    search_task_refine(task=task, client_event_id="refine-1")
+    refine_now(task, "refine-1")
+    refine_now(task, "refine-1")
 
     assert IQRRound.objects.filter(task=task).count() == 2
     assert Event.objects.filter(task=task, type="refine").count() == 1
@@ -95,11 +97,11 @@ def test_a_retried_refine_does_not_spend_a_second_round(task):
 
 def test_refine_is_refused_once_the_rounds_are_spent_and_nothing_is_written(task):
     search_task_begin(task=task)
-    search_task_refine(task=task, client_event_id="refine-1")
-    search_task_refine(task=task, client_event_id="refine-2")
+    refine_now(task, "refine-1")
+    refine_now(task, "refine-2")
 
     with pytest.raises(HitRefused, match="no refine rounds are left") as refused:
-        search_task_refine(task=task, client_event_id="refine-3")
+        refine_now(task, "refine-3")
 
     assert refused.value.status == 409
     assert IQRRound.objects.filter(task=task).count() == 3
@@ -191,8 +193,8 @@ def test_finishing_is_refused_while_refines_are_left(task):
 
     with pytest.raises(HitRefused, match="rounds are left"):
         search_task_end(task=task, reason="rounds_spent")
-    search_task_refine(task=task, client_event_id="r1")
-    search_task_refine(task=task, client_event_id="r2")
+    refine_now(task, "r1")
+    refine_now(task, "r2")
     ended = search_task_end(task=task, reason="rounds_spent")
 
     assert ended.end_reason == "rounds_spent"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from retrieval.models import Image
 
 from ..models import Assignment, Event, IQRRound, Question, SearchTask
+from ..services.rounds import round_is_late, round_pending
 from .events import server_event_id, shown_image_ids, task_marks
 from .hit_overlays import overlay_keys, study_colorbar
 from .pools import candidate_pool
@@ -73,8 +74,14 @@ def task_view(*, task: SearchTask) -> dict:
     """The running task as the page draws it (seed 001 Figure 3)."""
     study = task.assignment.study
     marks = task_marks(task=task)
-    current = IQRRound.objects.filter(task=task).order_by("-number").first()
+    rounds = IQRRound.objects.filter(task=task)
+    current = rounds.filter(status=IQRRound.Status.READY).order_by("-number").first()
+    # A refine round being prepared on the gpu queue: no results until it is ready, so a
+    # with-XAI result is never drawn before its map exists.
+    preparing = round_pending(task=task)
     ranking = [] if current is None else [i for i in current.ranking if i not in marks]
+    if preparing is not None:
+        ranking = []
     keys = overlay_keys(task=task, image_ids=ranking + list(marks))
     left = rounds_left(task=task) if task.started_at else study.iqr_rounds
     ended = task.ended_at is not None
@@ -102,10 +109,17 @@ def task_view(*, task: SearchTask) -> dict:
         "stop": "at_target" if at_target else "at_least",
         "time_left": time_left_seconds(task=task) if running else None,
         "colorbar": study_colorbar(study=study) if task.condition.is_xai else None,
-        "can_refine": running and left > 0,
+        "can_refine": running and left > 0 and not preparing,
         # at_least (seed 001): the worker finishes when they choose; at_target: when the
         # refines are spent and the target was not reached
-        "can_finish": running and (left == 0 or not at_target),
+        "can_finish": running and (left == 0 or not at_target) and not preparing,
+        "preparing": None
+        if preparing is None
+        else {
+            "round": preparing.number,
+            "delayed": round_is_late(round_=preparing, study=study),
+            "budget_s": study.round_budget_s,
+        },
         "results": [card(i) for i in ranking],
         "relevant": [card(i) for i in relevant],
         "not_relevant": [card(i) for i, m in marks.items() if m == "not_relevant"],

@@ -2,9 +2,10 @@
 
 Seed 001 section 4: given a query image of a class, find ``target_count`` more instances in the
 archive; the worker marks results relevant or not relevant and may refine, which trains seed
-000's HIK SVM on the marks (``retrieval.services.iqr``) and re-ranks. Every ranking shown is
-restricted to the query's candidate pool (``pools.candidate_pool``), whose saliency maps are
-precomputed. The server decides every ranking; the IQR state lives in ``SearchTask.iqr_state``
+000's HIK SVM on the marks (``retrieval.services.iqr``) and re-ranks. Round 0 is the top of
+the query's candidate pool (``pools.candidate_pool``, its maps precomputed); a refine round is
+prepared on the ``gpu`` queue over the whole archive or the pool (``rounds``). The server
+decides every ranking; the IQR state lives in ``SearchTask.iqr_state``
 so a session survives a restart, and each round is an ``IQRRound`` row, so reloading the page
 shows the same round and a retried refine does not spend a second round.
 """
@@ -18,11 +19,11 @@ from django.utils import timezone
 
 from retrieval.accuracy import ACCURACY_TOP_N
 from retrieval.selectors.features import search
-from retrieval.services.iqr import iqr_refine, iqr_start
+from retrieval.services.iqr import iqr_start
 
 from ..errors import HitRefused
 from ..models import Event, IQRRound, SearchTask
-from ..selectors.events import server_event_id, shown_image_ids, task_marks
+from ..selectors.events import server_event_id, task_marks
 from ..selectors.hit_overlays import overlay_keys
 from ..selectors.pools import candidate_pool
 from ..selectors.search_tasks import rounds_left, stops_at_target, time_left_seconds
@@ -48,9 +49,10 @@ def _check_turn(task: SearchTask) -> None:
             raise HitRefused("task 2 cannot begin before task 1 has ended", status=409)
 
 
-def _record_shown(task: SearchTask, round_: IQRRound) -> None:
-    """A server event for the results shown, naming those without an overlay (with-XAI)."""
-    payload: dict = {"ranking": round_.ranking}
+def record_shown(task: SearchTask, round_: IQRRound, *, extra: dict | None = None) -> None:
+    """A server event for the results shown, naming those without an overlay (with-XAI);
+    ``extra`` adds to its payload (what a refine round ran, ``rounds.round_summary``)."""
+    payload: dict = {"ranking": round_.ranking, **(extra or {})}
     if task.condition.is_xai:
         keys = overlay_keys(task=task, image_ids=round_.ranking)
         payload["overlays_missing"] = [i for i in round_.ranking if not keys.get(i)]
@@ -93,12 +95,15 @@ def search_task_begin(*, task: SearchTask) -> SearchTask:
             number=0,
             ranking=pool[: study.results_per_round],
             top_ranking=[image_id for image_id, _ in top],
+            scope=study.search_scope,
             seconds=time.perf_counter() - started,
+            requested_at=timezone.now(),
+            ready_at=timezone.now(),
         )
         task.iqr_state = state
         task.started_at = timezone.now()
         task.save(update_fields=["iqr_state", "started_at"])
-        _record_shown(task, round_)
+        record_shown(task, round_)
     return task
 
 
@@ -113,77 +118,17 @@ def task_end_if_time_up(*, task: SearchTask) -> bool:
 
 
 def search_task_refine(*, task: SearchTask, client_event_id: str) -> SearchTask:
-    """Run one IQR round on the worker's current marks and show the next results.
-
-    The feedback is the task's current judgements (``events.task_marks``): relevant images are
-    positives, not-relevant ones negatives, images judged before but withdrawn are unmarked.
-    The new round shows the top ``results_per_round`` of the SVM ranking that lie in the pool
-    and are unjudged, filled up from the pool's own order when the working set holds fewer.
-    Idempotent per ``client_event_id``: the same id again returns the task without a new round.
+    """Ask for the next IQR round on the worker's current marks (``rounds.search_round_request``:
+    the round is prepared on the ``gpu`` queue and shown when ready). Idempotent per
+    ``client_event_id``; a refine while a round is being prepared is that round.
 
     Raises :class:`HitRefused`: the task has not begun or has ended (409), no rounds are left
     (409), or the id was used for another event (409).
     """
-    with transaction.atomic():
-        task = _locked(task)
-        replay = Event.objects.filter(
-            assignment=task.assignment_id, client_event_id=client_event_id
-        ).first()
-        if replay is not None:
-            if replay.type != Event.Type.REFINE or replay.task_id != task.pk:
-                raise HitRefused(
-                    f"client_event_id {client_event_id!r} was already used for another event",
-                    status=409,
-                )
-            return task
-        if task.started_at is None or task.ended_at is not None:
-            raise HitRefused("refine needs a running task", status=409)
-        _check_turn(task)
-        if time_left_seconds(task=task) == 0:
-            raise HitRefused("the task's time is up", status=409)
-        if rounds_left(task=task) == 0:
-            raise HitRefused("no refine rounds are left in this task", status=409)
-        study = task.assignment.study
-        started = time.perf_counter()
-        marks = task_marks(task=task)
-        positives = sorted(i for i, m in marks.items() if m == "relevant")
-        negatives = sorted(i for i, m in marks.items() if m == "not_relevant")
-        unmark = sorted(shown_image_ids(task=task) - set(marks))
-        result = iqr_refine(
-            feature_set=study.feature_set,
-            state=task.iqr_state,
-            positives=positives,
-            negatives=negatives,
-            unmark=unmark,
-        )
-        pool = candidate_pool(study=study, query=task.query)
-        in_pool = set(pool)
-        ranking = [i for i in result.ranking if i in in_pool and i not in marks]
-        chosen = set(ranking)
-        ranking += [i for i in pool if i not in marks and i not in chosen]
-        number = IQRRound.objects.filter(task=task).count()
-        round_ = IQRRound.objects.create(
-            task=task,
-            number=number,
-            ranking=ranking[: study.results_per_round],
-            # SMQTK's IQR (seed 000's system) ranks the adjudicated positives first, at
-            # probability 1, then the SVM's order; seed 000 Eq. 5 reads the top 50 of that
-            top_ranking=(positives + result.ranking)[:ACCURACY_TOP_N],
-            positives=positives,
-            negatives=negatives,
-            seconds=time.perf_counter() - started,
-        )
-        task.iqr_state = result.state
-        task.save(update_fields=["iqr_state"])
-        event_record(
-            assignment=task.assignment,
-            client_event_id=client_event_id,
-            type=Event.Type.REFINE,
-            task=task,
-            iqr_round=number,
-            payload={"positives": len(positives), "negatives": len(negatives)},
-        )
-        _record_shown(task, round_)
+    from .rounds import search_round_request
+
+    search_round_request(task=task, client_event_id=client_event_id)
+    task.refresh_from_db()
     return task
 
 

@@ -132,6 +132,7 @@
   // a redraw rebuilds the DOM and would drop half-filled answers and practice moves.
   function render(force) {
     if (!state) return;
+    pollWhilePreparing();
     const snapshot = JSON.stringify(state);
     if (!force && snapshot === lastSnapshot) return;
     lastSnapshot = snapshot;
@@ -290,7 +291,7 @@
 
   function renderTask(task) {
     focus = Math.min(focus, Math.max(task.results.length - 1, 0));
-    const busy = queue.some(function (item) { return item.endpoint === "refine" || item.endpoint === "finish"; });
+    const busy = Boolean(task.preparing) || queue.some(function (item) { return item.endpoint === "refine" || item.endpoint === "finish"; });
     const controls = el("div", { class: "hit-controls" }, [
       el("span", { class: "hit-round", text: "Round " + (task.round + 1) + " of " + (task.rounds_total + 1) + " · refines left: " + task.rounds_left }),
       task.can_refine ? button(busy ? "Refining…" : "Refine (F)", refine, { class: "hit-primary", id: "hit-refine", disabled: busy }) : null,
@@ -307,11 +308,35 @@
       el("div", { class: "hit-column hit-centre" }, [
         el("h3", { text: "Results to judge" }),
         el("div", { class: "hit-grid", id: "hit-results" }, task.results.map(function (card, i) { return resultCard(task, card, i); })),
-        task.results.length ? null : el("p", { text: task.can_refine ? "All judged: refine to see more." : "All judged." }),
+        task.preparing ? preparingNote(task) : null,
+        task.results.length || task.preparing ? null : el("p", { text: task.can_refine ? "All judged: refine to see more." : "All judged." }),
         controls,
       ]),
       judgedColumn(task, "Not relevant", task.not_relevant, "hit-right"),
     ]));
+  }
+
+  // A refine round is prepared on the server (the whole archive is re-ranked and the maps of
+  // the new results are computed): the page says so and asks for the state until it is ready.
+  // Past the study's budget it says the round is delayed and offers a retry; the marks are kept.
+  let preparingTimer = null;
+  function preparingNote(task) {
+    const p = task.preparing;
+    const note = el("div", { class: "hit-preparing", id: "hit-preparing", role: "status" }, [
+      el("p", { text: p.delayed
+        ? "Round " + (p.round + 1) + " is delayed: the search server is slower than usual. Your marks are kept."
+        : "Preparing round " + (p.round + 1) + ": searching the whole collection with your marks…" }),
+      p.delayed ? button("Try again", function () { send("refine-retry", { task: task.id }); }, { id: "hit-retry" }) : null,
+    ]);
+    return note;
+  }
+  function pollWhilePreparing() {
+    if (preparingTimer || !state || !state.task || !state.task.preparing) return;
+    preparingTimer = setTimeout(function () {
+      preparingTimer = null;
+      if (!sending && queue.length === 0) refresh();
+      else pollWhilePreparing();
+    }, 1000);
   }
 
   function refine() { send("refine", { task: state.task.id }); render(true); }
