@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from studyplatform.studies.models import Assignment, Participant
 
+from studyplatform.outbox.services import outbox_enqueue
+
 from .tasks import mturk_participation_grant
 
 
 def participation_grant_on_start(*, assignment: Assignment, **_: object) -> None:
     """On a new assignment of an MTurk worker in a study with MTurk settings, queue the grant
-    of the study's "participated" qualification once the assignment is committed, so the
-    worker cannot take another HIT of the study (seed 001: one HIT per worker)."""
+    of the study's "participated" qualification, so the worker cannot take another HIT of the
+    study (seed 001: one HIT per worker). Through the outbox, in the assignment's own
+    transaction: a broker outage neither fails the worker's request nor loses the grant."""
     if assignment.participant.source == Participant.Source.MTURK and assignment.study.mturk:
-        mturk_participation_grant.delay_on_commit(assignment.pk)
+        outbox_enqueue(
+            task=mturk_participation_grant.name,
+            args=[assignment.pk],
+            key=f"participation-grant:{assignment.pk}",
+        )
