@@ -32,10 +32,12 @@ _CONFIG = re.compile(r'<script id="hit-config" type="application/json">(.*?)</sc
 @dataclass
 class Traffic:
     """Answers seen, by ``"<METHOD> <endpoint> <status>"``, with their latencies in seconds,
-    retries made, and requests given up after the retry budget. Thread-safe."""
+    the wall-clock time (epoch seconds) of every 5xx or failed connection (status 0), retries
+    made, and requests given up after the retry budget. Thread-safe."""
 
     counts: Counter = field(default_factory=Counter)
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    failures: list[tuple[float, str]] = field(default_factory=list)
     retries: int = 0
     gave_up: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -44,6 +46,8 @@ class Traffic:
         with self._lock:
             self.counts[f"{method} {endpoint} {status}"] += 1
             self.latencies.setdefault(f"{method} {endpoint}", []).append(seconds)
+            if status == 0 or status >= 500:
+                self.failures.append((time.time(), f"{method} {endpoint} {status}"))
 
     def retried(self) -> None:
         with self._lock:
@@ -54,6 +58,7 @@ class Traffic:
             return {
                 "counts": dict(self.counts),
                 "latencies": {k: list(v) for k, v in self.latencies.items()},
+                "failures": list(self.failures),
                 "retries": self.retries,
                 "gave_up": self.gave_up,
             }
@@ -106,6 +111,7 @@ class HttpTransport:
         self.retry_seconds, self.timeout = retry_seconds, timeout
         self.traffic = traffic or Traffic()
         self.csrf = ""
+        self.retried_last = False
         self.headers: dict[str, str] = {}
         if behind_proxy:
             host = urlsplit(self.base).netloc
@@ -118,6 +124,7 @@ class HttpTransport:
         the last response, or None when the budget ran out on connection errors."""
         deadline = time.monotonic() + self.retry_seconds
         backoff = 0.25
+        self.retried_last = False
         for _ in range(1000):
             started = time.monotonic()
             try:
@@ -134,6 +141,7 @@ class HttpTransport:
             if time.monotonic() + backoff > deadline:
                 break
             self.traffic.retried()
+            self.retried_last = True
             time.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
         with self.traffic._lock:

@@ -132,6 +132,17 @@ class Worker:
              "image": image_id, "round": task["round"], "time": self._time()},
         )  # fmt: skip
 
+    def _load_images(self, task: dict) -> None:
+        """What the browser loads for a round: each result's image and, with explanations,
+        its overlay (only transports that fetch bytes do; the in-process one skips it)."""
+        fetch = getattr(self.transport, "get_bytes", None)
+        if fetch is None:
+            return
+        for card in task["results"]:
+            fetch(f"image/{card['id']}")
+            if card.get("overlay"):
+                fetch(f"image/{card['id']}?overlay={task['id']}")
+
     def _seconds(self, xai: bool) -> float:
         factor = self.model.xai_time_factor if xai else 1.0
         return self.model.seconds_per_judgement * factor * float(self.rng.lognormal(0.0, 0.35))
@@ -141,6 +152,7 @@ class Worker:
         model, xai = self.model, task["xai"]
         positives = self.truth(task)
         miss = model.miss_rate * (1 - model.xai_miss_reduction) if xai else model.miss_rate
+        self._load_images(task)
         state = None
         for card in task["results"]:
             truly = card["id"] in positives
