@@ -14,7 +14,6 @@ Both answer ``(status, json-or-None)``; endpoint names are those of the ``hit`` 
 
 from __future__ import annotations
 
-import http.cookiejar
 import io
 import json
 import re
@@ -70,13 +69,13 @@ def hit_config(html: str) -> dict | None:
     return json.loads(match.group(1)) if match else None
 
 
-class _LoopbackSecureCookies(http.cookiejar.DefaultCookiePolicy):
-    """Send ``Secure`` cookies over plain HTTP to loopback hosts only: there the driver stands
-    in for the TLS proxy (it sends ``X-Forwarded-Proto: https``)."""
-
-    def return_ok_secure(self, cookie, request):
-        host = urlsplit(request.get_full_url()).hostname
-        return host in ("127.0.0.1", "localhost") or super().return_ok_secure(cookie, request)
+def _loopback_cookies_unsecured(jar) -> None:
+    """Let ``Secure`` cookies of loopback hosts go over plain HTTP: there the driver stands in
+    for the TLS proxy (it sends ``X-Forwarded-Proto: https``). Cookies of any other host keep
+    the flag."""
+    for cookie in jar:
+        if cookie.secure and cookie.domain in ("127.0.0.1", "localhost", "localhost.local"):
+            cookie.secure = False
 
 
 class HttpTransport:
@@ -107,7 +106,6 @@ class HttpTransport:
         self.base = base_url.rstrip("/")
         self.study = study
         self.session = requests.Session()
-        self.session.cookies.set_policy(_LoopbackSecureCookies())
         self.retry_seconds, self.timeout = retry_seconds, timeout
         self.traffic = traffic or Traffic()
         self.csrf = ""
@@ -136,6 +134,7 @@ class HttpTransport:
                 self.traffic.record(
                     method, endpoint, response.status_code, time.monotonic() - started
                 )
+                _loopback_cookies_unsecured(self.session.cookies)
                 if response.status_code < 500:
                     return response
             if time.monotonic() + backoff > deadline:

@@ -193,7 +193,7 @@ class Stack:
     def start_web(self) -> None:
         argv = [sys.executable, "-m", "gunicorn", "studyplatform.wsgi",
                 "--bind", f"127.0.0.1:{self.ports.web}", "--workers", str(self.web_workers),
-                "--timeout", "60", "--graceful-timeout", "10",
+                "--timeout", "60", "--graceful-timeout", "10", "--preload",
                 "--access-logfile", "-", "--access-logformat",
                 '%(t)s %(s)s %(m)s %(U)s %(L)s', "--pid", str(self.folder / "gunicorn.pid")]  # fmt: skip
         process = self._spawn("web", argv)
