@@ -115,7 +115,8 @@ class Crowd:
                       "turkSubmitTo": plan["mturk_url"]}  # fmt: skip
             record["mturk_assignment_id"] = assignment
             transport = HttpTransport(
-                base_url=plan["base_url"], study=plan["study"], behind_proxy=True,
+                base_url=plan["base_url"], study=plan["study"],
+                behind_proxy=bool(plan.get("behind_proxy", True)),
                 retry_seconds=float(plan.get("retry_seconds", 60)), traffic=self.traffic,
             )  # fmt: skip
             report = SimulationReport(mode="mturk")

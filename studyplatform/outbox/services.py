@@ -4,6 +4,7 @@ is still pending, mark done on a consumer's success (see the package docstring).
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 import uuid
 
@@ -75,6 +76,8 @@ def outbox_publish(*, entry_id: int) -> bool:
     app = current_app
     try:
         if app.conf.task_always_eager:
+            # Tasks register on import; the web process has not imported every tasks module.
+            importlib.import_module(entry.task.rsplit(".", 1)[0])
             app.tasks[entry.task].apply(args=entry.args, task_id=str(entry.task_id), throw=True)
         else:
             app.send_task(
