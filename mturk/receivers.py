@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from studyplatform.studies.models import Assignment, Participant
-
 from studyplatform.outbox.services import outbox_enqueue
+from studyplatform.studies.models import Assignment, Participant
 
 from .tasks import mturk_participation_grant
 

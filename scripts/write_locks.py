@@ -48,8 +48,6 @@ DEV_ONLY = {
     "jsonschema-path",
     "jsonschema-rs",
     "lazy-object-proxy",
-    "markdown-it-py",
-    "mdurl",
     "moto",
     "openapi-schema-validator",
     "openapi-spec-validator",
@@ -64,7 +62,6 @@ DEV_ONLY = {
     "regex",
     "responses",
     "rfc3339-validator",
-    "rich",
     "schemathesis",
     "typing-inspection",
     "werkzeug",
@@ -77,6 +74,7 @@ def main(pip: str) -> None:
     frozen = subprocess.run(
         [pip, "freeze", "--all", "--exclude", "pip"], check=True, capture_output=True, text=True
     ).stdout.split()
+
     def name(line: str) -> str:
         return line.split("==")[0].lower().replace("_", "-")
 

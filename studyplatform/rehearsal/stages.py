@@ -36,7 +36,7 @@ def rehearsal_setup(*, images: int, seed: int, folder: Path, saliency: dict, log
     Returns ``{"study": slug, "pairs": n, "cells": n}``.
     """
     from retrieval.services import archive_import_coco
-    from retrieval.services.features import feature_set_extract, features_extract
+    from retrieval.services.features import feature_set_create, feature_set_extract
     from retrieval.synthetic import generate_archive
     from studyplatform.studies.services.specs import study_spec_load
     from studyplatform.studies.services.studies import study_create_from_spec, study_status_set
@@ -51,7 +51,7 @@ def rehearsal_setup(*, images: int, seed: int, folder: Path, saliency: dict, log
         image_dir=archive_dir / "images",
         log=lambda message: None,
     ).archive
-    feature_set, _ = features_extract(archive=archive, backbone_config=BACKBONE, enqueue=False)
+    feature_set, _ = feature_set_create(archive=archive, backbone_config=BACKBONE, enqueue=False)
     feature_set_extract(feature_set=feature_set)
     spec = yaml.safe_load(SPEC.read_text())
     spec["archive"] = ARCHIVE
