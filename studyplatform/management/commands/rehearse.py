@@ -179,6 +179,11 @@ class Command(BaseCommand):
             f"{traffic['responses_5xx_outside_database_faults']} outside",
         }
         errors = [r for r in records if r.get("error")]
+        checks["no request given up after its retries"] = {
+            "ok": drive["traffic"]["gave_up"] == 0,
+            "detail": f"{drive['traffic']['gave_up']} requests failed for their whole retry budget "
+            f"({plan['retry_seconds']} s); their workers could not go on",
+        }
         checks["every worker finished without an error"] = {
             "ok": not errors and drive["unfinished"] == 0,
             "detail": f"{len(errors)} errors, {drive['unfinished']} unfinished"
