@@ -6,7 +6,7 @@ PORT ?= 8000
 DEMO_IMAGES ?= 300
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format lock bench chromium clean
+.PHONY: install demo test lint format lock bench chromium clean rehearsal
 
 $(BIN)/.installed: requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ install: $(BIN)/.installed
 
 demo: install
 	$(BIN)/python manage.py demo --images $(DEMO_IMAGES) --port $(PORT)
+
+# seed 001 on the production stack with a burst of simulated workers and injected faults
+# (README, "Launch rehearsal"); needs PostgreSQL on 127.0.0.1:5432 and redis-server on PATH.
+REHEARSAL_ARGS ?=
+rehearsal: install
+	$(BIN)/python manage.py rehearse $(REHEARSAL_ARGS)
 
 # Installs Debian's Chromium for the browser tests when it is missing and we may (root + apt).
 chromium:

@@ -2,7 +2,10 @@
 
 Each simulated worker is an oracle that knows the archive's annotations and errs at
 configurable rates (:class:`WorkerModel`). :func:`study_simulate` drives the study's worker
-endpoints in-process with Django's test ``Client`` (one browser session per worker): it opens
+endpoints in-process through the project's WSGI application (one browser session of cookies
+per worker, :class:`~analysis.simulation.transport.WsgiTransport`); the rehearsal's driver
+(:mod:`analysis.simulation.driver`) runs the same workers over HTTP against a served platform,
+in real time with scaled think times. A worker: opens
 the HIT in lab mode (``/lab/<study>/`` with a participant code) or MTurk mode (``/hit/<study>/``
 with ExternalQuestion parameters), finishes the tutorial, begins each task, judges every result
 shown, refines while refines are left (or stops when the task ends on reaching its target),
@@ -26,17 +29,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
-from django.utils import timezone
+from .errors import SimulationError
 
-from studyplatform.studies.models import Study
+if TYPE_CHECKING:
+    from studyplatform.studies.models import Study
 
 __all__ = ["SimulationError", "SimulationReport", "WorkerModel", "study_simulate"]
-
-
-class SimulationError(RuntimeError):
-    """The worker pages answered something a worker could not go on from."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ def study_simulate(
     arrival_seconds: float = 45.0,
     accept: Callable[[int], dict | None] | None = None,
     submitted: Callable[[int, dict], None] | None = None,
+    transport: Callable[[int], Any] | None = None,
 ) -> SimulationReport:
     """Run ``workers`` simulated workers through ``study``'s worker pages (module docstring).
 
@@ -143,6 +145,10 @@ def study_simulate(
     submitted : callable, optional
         ``submitted(index, params)`` after a worker submitted on the platform: the form POST
         to ``{turkSubmitTo}/mturk/externalSubmit`` a browser would make.
+    transport : callable, optional
+        ``transport(index)`` gives worker ``index``'s browser (``analysis.simulation.transport``);
+        default: a :class:`~analysis.simulation.transport.WsgiTransport` on this process's
+        WSGI application.
 
     Returns
     -------
@@ -158,12 +164,20 @@ def study_simulate(
         raise ValueError(f"workers must be >= 1, got {workers}")
     if mode not in ("lab", "mturk"):
         raise ValueError(f"mode must be 'lab' or 'mturk', got {mode!r}")
+    from django.utils import timezone
+
+    from .transport import WsgiTransport
+    from .worker import Clock, Worker
+
     model = model or WorkerModel()
+    if transport is None:
+
+        def transport(index: int) -> WsgiTransport:
+            return WsgiTransport(study=study.slug, host=_host())
+
     if start is None:
         budget = workers * arrival_seconds + 6 * 3600
         start = (timezone.now() - dt.timedelta(seconds=budget)).replace(microsecond=0)
-    from .worker import Clock, Worker, truth_lookup
-
     report = SimulationReport(mode=mode)
     truth = truth_lookup(study)
     for index in range(workers):
@@ -172,8 +186,9 @@ def study_simulate(
         if accept is not None and params is None:
             report.refused.append(f"worker {index}: MTurk refused the accept")
             continue
-        worker = Worker(study=study, index=index, seed=seed, model=model, clock=clock,
-                         truth=truth, report=report, mode=mode, mturk_params=params)  # fmt: skip
+        worker = Worker(transport=transport(index), index=index, seed=seed, model=model,
+                        clock=clock, truth=truth, report=report, mode=mode,
+                        mturk_params=params)  # fmt: skip
         with mock.patch("django.utils.timezone.now", clock.now):
             if worker.open():
                 before = report.submitted
@@ -181,3 +196,34 @@ def study_simulate(
                 if submitted is not None and params and report.submitted > before:
                     submitted(index, params)
     return report
+
+
+def _host() -> str:
+    from django.conf import settings
+
+    hosts = [h for h in settings.ALLOWED_HOSTS if h and h not in ("*",) and not h.startswith(".")]
+    return hosts[0] if hosts else "localhost"
+
+
+def truth_lookup(study: Study) -> Callable[[dict], set[int]]:
+    """task view -> set of image ids annotated with the task's target class (cached per
+    class), from the database."""
+    from retrieval.models import Annotation
+    from studyplatform.studies.models import SearchTask
+
+    by_class: dict[int, set[int]] = {}
+    class_of: dict[int, int] = {}
+
+    def positives(task: dict) -> set[int]:
+        task_id = task["id"]
+        if task_id not in class_of:
+            class_of[task_id] = SearchTask.objects.values_list("query__category_id", flat=True).get(
+                pk=task_id
+            )
+        category = class_of[task_id]
+        if category not in by_class:
+            rows = Annotation.objects.filter(archive=study.archive_id, category_id=category)
+            by_class[category] = set(rows.values_list("image_id", flat=True))
+        return by_class[category]
+
+    return positives

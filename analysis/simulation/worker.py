@@ -1,24 +1,27 @@
 """One simulated worker's browser session on the study's worker pages (see
-``analysis.simulation`` for the behaviour and the clock)."""
+``analysis.simulation`` for the behaviour and the clock).
+
+No Django here: the worker speaks to the pages through a transport
+(:mod:`analysis.simulation.transport`), so the rehearsal's driver runs it in a process of its
+own against a served platform.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import numpy as np
-from django.conf import settings
-from django.test import Client
-from django.urls import reverse
 
-from retrieval.models import Annotation
-from studyplatform.studies.models import SearchTask, Study
-
-from . import SimulationError
+from .errors import SimulationError
 
 _MAX_STEPS = 2_000
 
 
 class Clock:
+    """Virtual time: ``advance`` moves it at once (the in-process simulation patches the
+    server's clock to it)."""
+
     def __init__(self, start: dt.datetime) -> None:
         self.time = start
 
@@ -29,50 +32,72 @@ class Clock:
         self.time += dt.timedelta(seconds=float(seconds))
 
 
+class SleepingClock:
+    """Real time: ``advance`` sleeps ``seconds * scale`` (a think time scaled down so a whole
+    study fits in minutes)."""
+
+    def __init__(self, scale: float) -> None:
+        if scale < 0:
+            raise ValueError(f"think-time scale must be >= 0, got {scale}")
+        self.scale = scale
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    def advance(self, seconds: float) -> None:
+        if self.scale:
+            time.sleep(float(seconds) * self.scale)
+
+
 class Worker:
-    """One simulated worker's browser session."""
+    """One simulated worker's browser session.
+
+    ``truth(task)`` gives the image ids truly holding the target of ``task`` (the page's task
+    view); ``acknowledged`` collects every client event id the platform answered 200 for
+    (events, refines, questionnaire answers): each must be stored exactly once.
+    """
 
     def __init__(
-        self, *, study, index, seed, model, clock, truth, report, mode, mturk_params=None
+        self, *, transport, index, seed, model, clock, truth, report, mode, mturk_params=None
     ) -> None:
-        self.study, self.index, self.seed, self.model = study, index, seed, model
+        self.transport, self.index, self.seed, self.model = transport, index, seed, model
         self.mturk_params = mturk_params
         self.clock, self.truth, self.report, self.mode = clock, truth, report, mode
         self.rng = np.random.default_rng([seed, index])
         self.skew = float(self.rng.normal(0.0, 1.5))
-        self.client = Client(HTTP_HOST=_host())
         self.assignment: int | None = None
         self.n_events = 0
-        self.base = reverse("hit:page", kwargs={"study": study.slug})
+        self.acknowledged: list[str] = []
 
     # -- HTTP -----------------------------------------------------------------------------------
     def _post(self, name: str, body: dict) -> dict:
         self.report.requests += 1
-        response = self.client.post(
-            reverse(name, kwargs={"study": self.study.slug}),
-            data={"assignment": self.assignment, **body},
-            content_type="application/json",
+        status, data = self.transport.post_json(name, {"assignment": self.assignment, **body})
+        if status == 200 and data and "state" in data:
+            if "id" in body and name in ("event", "refine", "answers"):
+                self.acknowledged.append(body["id"])
+            return data["state"]
+        if 400 <= status < 500 and getattr(self.transport, "retried_last", False):
+            # A retried step whose first attempt was applied but its answer lost: the page
+            # reloads its state, as hit.js does.
+            return self._state()
+        raise SimulationError(
+            f"worker {self.index}: POST {name} answered {status}: {str(data)[:300]}"
         )
-        if response.status_code != 200:
-            raise SimulationError(
-                f"worker {self.index}: POST {name} answered {response.status_code}: {response.content[:300]!r}"
-            )
-        return response.json()["state"]
 
     def _state(self) -> dict:
         self.report.requests += 1
-        response = self.client.get(reverse("hit:state", kwargs={"study": self.study.slug}))
-        if response.status_code != 200:
-            raise SimulationError(f"worker {self.index}: state answered {response.status_code}")
-        return response.json()["state"]
+        status, data = self.transport.get_json("state")
+        if status != 200 or not data:
+            raise SimulationError(f"worker {self.index}: state answered {status}")
+        return data["state"]
 
     def open(self) -> bool:
         """Accept the HIT; False (and the page's reason in the report) when refused."""
         self.report.requests += 1
         if self.mode == "lab":
-            url = reverse("hit:lab", kwargs={"study": self.study.slug})
-            response = self.client.post(url, {"code": f"sim{self.seed}-{self.index}"})
-            ok = response.status_code == 302
+            status, _ = self.transport.open_lab(f"sim{self.seed}-{self.index}")
+            ok = status == 302
         else:
             params = self.mturk_params or {
                 "assignmentId": f"SIM{self.seed}A{self.index}",
@@ -80,20 +105,18 @@ class Worker:
                 "workerId": f"SIM{self.seed}W{self.index}",
                 "turkSubmitTo": "https://workersandbox.mturk.com",
             }
-            response = self.client.get(self.base, params)
-            ok = response.status_code == 200
+            status, _ = self.transport.open_mturk(params)
+            ok = status == 200
         if not ok:
-            self.report.refused.append(f"worker {self.index}: HTTP {response.status_code}")
+            self.report.refused.append(f"worker {self.index}: HTTP {status}")
             return False
         # The page learns its assignment from the state endpoint, as the browser's script does.
-        response = self.client.get(reverse("hit:state", kwargs={"study": self.study.slug}))
         self.report.requests += 1
-        if response.status_code != 200:
-            self.report.refused.append(
-                f"worker {self.index}: state answered {response.status_code}"
-            )
+        status, data = self.transport.get_json("state")
+        if status != 200 or not data:
+            self.report.refused.append(f"worker {self.index}: state answered {status}")
             return False
-        self.assignment = response.json()["state"]["assignment"]
+        self.assignment = data["state"]["assignment"]
         return True
 
     # -- behaviour ------------------------------------------------------------------------------
@@ -104,10 +127,21 @@ class Worker:
         self.n_events += 1
         self.report.judgements += 1
         return self._post(
-            "hit:event",
+            "event",
             {"id": f"sim-{task['id']}-{self.n_events}", "type": kind, "task": task["id"],
              "image": image_id, "round": task["round"], "time": self._time()},
         )  # fmt: skip
+
+    def _load_images(self, task: dict) -> None:
+        """What the browser loads for a round: each result's image and, with explanations,
+        its overlay (only transports that fetch bytes do; the in-process one skips it)."""
+        fetch = getattr(self.transport, "get_bytes", None)
+        if fetch is None:
+            return
+        for card in task["results"]:
+            fetch(f"image/{card['id']}")
+            if card.get("overlay"):
+                fetch(f"image/{card['id']}?overlay={task['id']}")
 
     def _seconds(self, xai: bool) -> float:
         factor = self.model.xai_time_factor if xai else 1.0
@@ -116,8 +150,9 @@ class Worker:
     def search(self, task: dict) -> dict:
         """Judge the round's results, then refine or finish; returns the next state."""
         model, xai = self.model, task["xai"]
-        positives = self.truth(task["id"])
+        positives = self.truth(task)
         miss = model.miss_rate * (1 - model.xai_miss_reduction) if xai else model.miss_rate
+        self._load_images(task)
         state = None
         for card in task["results"]:
             truly = card["id"] in positives
@@ -141,9 +176,9 @@ class Worker:
         if current["can_refine"]:
             self.n_events += 1
             return self._post(
-                "hit:refine", {"task": task["id"], "id": f"sim-{task['id']}-refine-{self.n_events}"}
+                "refine", {"task": task["id"], "id": f"sim-{task['id']}-refine-{self.n_events}"}
             )
-        return self._post("hit:finish", {"task": task["id"]})
+        return self._post("finish", {"task": task["id"]})
 
     def _answer(self, question: dict, shift: float) -> object:
         if question["points"] is None:
@@ -163,7 +198,7 @@ class Worker:
             "answers": answers,
             "id": f"sim-answers-{self.n_events}",
         }
-        return self._post("hit:answers", body)
+        return self._post("answers", body)
 
     def run(self) -> None:
         state = self._state()
@@ -174,40 +209,16 @@ class Worker:
                 return
             if stage == "tutorial":
                 self.clock.advance(self.model.intro_seconds)
-                state = self._post("hit:tutorial", {})
+                state = self._post("tutorial", {})
             elif stage == "task_intro":
                 self.clock.advance(self.model.intro_seconds)
-                state = self._post("hit:begin", {"task": state["task"]["id"]})
+                state = self._post("begin", {"task": state["task"]["id"]})
             elif stage == "task":
                 state = self.search(state["task"])
             elif stage in ("questionnaire", "final"):
                 state = self.answer(state)
             elif stage == "submit":
-                state = self._post("hit:submit", {})
+                state = self._post("submit", {})
             else:
                 raise SimulationError(f"worker {self.index}: the page is in stage {stage!r}")
         raise SimulationError(f"worker {self.index}: no end after {_MAX_STEPS} steps")
-
-
-def _host() -> str:
-    hosts = [h for h in settings.ALLOWED_HOSTS if h and h not in ("*",) and not h.startswith(".")]
-    return hosts[0] if hosts else "localhost"
-
-
-def truth_lookup(study: Study):
-    """task id -> set of image ids annotated with the task's target class (cached per class)."""
-    by_class: dict[int, set[int]] = {}
-    class_of: dict[int, int] = {}
-
-    def positives(task_id: int) -> set[int]:
-        if task_id not in class_of:
-            class_of[task_id] = SearchTask.objects.values_list("query__category_id", flat=True).get(
-                pk=task_id
-            )
-        category = class_of[task_id]
-        if category not in by_class:
-            rows = Annotation.objects.filter(archive=study.archive_id, category_id=category)
-            by_class[category] = set(rows.values_list("image_id", flat=True))
-        return by_class[category]
-
-    return positives

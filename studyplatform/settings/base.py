@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "explain.apps.ExplainConfig",
     "mturk.apps.MturkConfig",
     "analysis.apps.AnalysisConfig",
+    "studyplatform.outbox.apps.OutboxConfig",
 ]
 
 MIDDLEWARE = [
@@ -208,6 +209,7 @@ CELERY_TASK_ROUTES = {
     "studyplatform.studies.tasks.search_round_*": {"queue": "gpu"},
     "mturk.tasks.*": {"queue": "default"},
     "analysis.tasks.*": {"queue": "default"},
+    "studyplatform.outbox.tasks.*": {"queue": "default"},
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -234,7 +236,15 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "mturk.tasks.mturk_sync_live",
         "schedule": env_int("MTURK_SYNC_SECONDS", 600),
     },
+    # Publish again what the outbox still holds (studyplatform.outbox): entries a broker outage
+    # kept from being sent, or whose message was lost.
+    "outbox-sweep": {
+        "task": "studyplatform.outbox.tasks.outbox_sweep",
+        "schedule": env_int("OUTBOX_SWEEP_SECONDS", 30),
+    },
 }
+# An outbox entry published this many seconds ago and still not done is published again.
+OUTBOX_REPUBLISH_SECONDS = env_int("OUTBOX_REPUBLISH_SECONDS", 120)
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
