@@ -161,7 +161,7 @@ def demo_bare(task) -> float:
     from django.db import connection
 
     from retrieval.services.iqr import iqr_refine
-    from studyplatform.studies.services.events import task_marks
+    from studyplatform.studies.selectors.events import task_marks
 
     marks = task_marks(task=task)
     started = time.perf_counter()
