@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from studyplatform.studies.models import Assignment, Event, IQRRound
-from studyplatform.studies.services.pools import candidate_pool
+from studyplatform.studies.selectors.pools import candidate_pool
 from tests.studies.hit_helpers import write_overlays
 from tests.studies.test_browser_hit import hit_url, occupy
 

@@ -17,11 +17,11 @@ from retrieval.iqr import IqrSession
 from retrieval.selectors.features import feature_set_arrays, feature_set_rows
 from studyplatform.celery import app as celery_app
 from studyplatform.studies.models import Event, IQRRound
+from studyplatform.studies.selectors.hit_overlays import overlay_keys
+from studyplatform.studies.selectors.hit_state import task_view
+from studyplatform.studies.selectors.pools import candidate_pool
 from studyplatform.studies.services.events import event_record
 from studyplatform.studies.services.hit import search_task_begin, search_task_refine
-from studyplatform.studies.services.hit_overlays import overlay_keys
-from studyplatform.studies.services.hit_state import task_view
-from studyplatform.studies.services.pools import candidate_pool
 from studyplatform.studies.services.rounds import search_round_compute, search_round_retry
 from tests.studies.hit_helpers import (
     build_assignment,

@@ -30,7 +30,7 @@ from explain.models import SaliencyMap
 from studyplatform.studies.models import Event, IQRRound
 from studyplatform.studies.services.events import event_record
 from studyplatform.studies.services.hit import search_task_begin
-from studyplatform.studies.services.hit_state import tutorial_complete
+from studyplatform.studies.services.tutorials import tutorial_complete
 from studyplatform.studies.views import session_key
 from tests.conftest import ROOT, celery_worker_argv, worker_env
 from tests.studies.hit_helpers import build_assignment, build_study, hit_feature_set
