@@ -9,8 +9,9 @@ Prints, in one run:
     the index, the study list and change page, saliency maps, feature sets, MTurk HITs,
     assignments and events). Beside the footprint before this change (853 MB: torch and
     torchvision were loaded by the admin's imports) and the target, 200 MB. Three figures: after
-    start-up, after the HIT (a refine loads scikit-learn and numba for the IQR SVM, the
-    worker's real work) and after the admin.
+    start-up, after the HIT and after the admin. During the HIT a refine loads scikit-learn and
+    scipy for the IQR SVM (the worker's real work), and the with-XAI task's overlay look-up
+    completes the condition's method config through the method classes, which loads torch.
 (b) the wall time of ``manage.py check`` (median of 3 runs), beside 8.3 s before and the 1.5 s
     target, and whether torch was imported (``-X importtime``).
 
