@@ -9,8 +9,8 @@ analysis cannot run yet answers 409 with the reason.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -19,10 +19,14 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analysis.frame import AnalysisError
-from analysis.pipeline import AnalysisResult
+from analysis.errors import AnalysisError
 from analysis.services import analysis_run
 from studyplatform.studies.models import Study
+
+if TYPE_CHECKING:  # pandas loads with the analysis run, not with the URLconf
+    import pandas as pd
+
+    from analysis.pipeline import AnalysisResult
 
 TABLES = ("tasks", "table1", "table2", "tests", "class_ratios", "likert")
 

@@ -38,6 +38,8 @@ from os import PathLike
 import numpy as np
 import pandas as pd
 
+from analysis.errors import AnalysisError
+
 __all__ = [
     "NUMERIC_COLUMNS",
     "TASK_COLUMNS",
@@ -46,10 +48,6 @@ __all__ = [
     "read_tasks_csv",
     "validate_tasks",
 ]
-
-
-class AnalysisError(ValueError):
-    """Input the analysis cannot use; the message names the column, row, cell or group."""
 
 
 TASK_COLUMNS: tuple[str, ...] = (

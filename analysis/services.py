@@ -19,20 +19,16 @@ import zipfile
 from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.core.cache import cache
 from django.db.models import Count, Max
 
-from analysis.exports import PREFERENCE_QUESTION, write_analysis
-from analysis.frame import AnalysisError
-from analysis.pipeline import AnalysisResult, analysis_from_tasks
-from analysis.selectors import (
-    study_conditions,
-    study_likert_table,
-    study_round_table,
-    study_task_table,
-)
+from analysis.errors import AnalysisError
 from studyplatform.studies.models import Event, Response, Study
+
+if TYPE_CHECKING:
+    from analysis.pipeline import AnalysisResult
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -122,6 +118,10 @@ def analysis_run(
     key = f"analysis:{_fingerprint(study, settings, pseudonymise)}"
     if use_cache and (hit := cache.get(key)) is not None:
         return hit
+    # pandas and the numeric core load here, on the first analysis, not with the URLconf.
+    from analysis.pipeline import analysis_from_tasks
+    from analysis.selectors import study_conditions, study_likert_table, study_task_table
+
     try:
         tasks = study_task_table(study=study, pseudonymise_workers=pseudonymise)
         if tasks.empty:
@@ -153,6 +153,8 @@ def preference_question(*, study: Study, result: AnalysisResult) -> str | None:
     """The question code of seed 001 Figure 5 ("I would prefer to do it with saliency maps"):
     ``Study.spec["analysis"]["preference_question"]``, else ``prefer_with_xai``, else the one
     answered code starting with ``prefer_with``; None when there is no such answer."""
+    from analysis.exports import PREFERENCE_QUESTION
+
     if result.responses is None:
         return None
     codes = set(result.responses["question"])
@@ -188,6 +190,9 @@ def analysis_export(
     list of Path
         The files written, sorted by name.
     """
+    from analysis.exports import write_analysis
+    from analysis.selectors import study_round_table
+
     formats = _check_formats(formats)
     result = result or analysis_run(study=study, pseudonymise=pseudonymise)
     suffixes = {s for f in formats for s in EXPORT_FORMATS[f]}

@@ -14,7 +14,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from analysis.frame import AnalysisError
+from analysis.errors import AnalysisError
 from analysis.services import (
     EXPORT_FORMATS,
     FIGURES,

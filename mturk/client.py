@@ -17,9 +17,6 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
-import botocore.exceptions
-from botocore.config import Config
 from django.conf import settings
 
 REGION = "us-east-1"
@@ -140,6 +137,11 @@ def mturk_client(
     if endpoint_url and environment != "local":
         raise MTurkConfigError("endpoint_url can only be given for the local environment.")
 
+    # boto3 loads with the first client, not with this module: the web process and
+    # ``manage.py check`` import the mturk app (its tasks and receivers) without calling AWS.
+    import boto3
+    from botocore.config import Config
+
     session = boto3.session.Session()
     credentials = session.get_credentials()
     keys: dict[str, str] = {}
@@ -178,6 +180,8 @@ def mturk_call(client: Any, operation: str, **params: Any) -> dict:
 
     ``operation`` is the snake_case method name (``"create_hit_type"``).
     """
+    import botocore.exceptions  # loaded already by the client's boto3
+
     try:
         return getattr(client, operation)(**params)
     except botocore.exceptions.ClientError as exc:
