@@ -16,6 +16,9 @@ import numpy as np
 from .errors import SimulationError
 
 _MAX_STEPS = 2_000
+# A refine round being prepared is polled for at most a minute.
+_ROUND_POLLS = 600
+_ROUND_POLL_S = 0.1
 
 
 class Clock:
@@ -172,6 +175,8 @@ class Worker:
             if state["stage"] != "task":
                 return state
         current = (state or {}).get("task") or task
+        if current.get("preparing"):
+            return self._await_round(task)
         self.clock.advance(model.refine_seconds)
         if current["can_refine"]:
             self.n_events += 1
@@ -179,6 +184,27 @@ class Worker:
                 "refine", {"task": task["id"], "id": f"sim-{task['id']}-refine-{self.n_events}"}
             )
         return self._post("finish", {"task": task["id"]})
+
+    def _await_round(self, task: dict) -> dict:
+        """Wait, as the page does, for a refine round being prepared (on the gpu queue, or in
+        the web process without a broker); a round the page says is delayed is retried once
+        per wait. Bounded: ``_ROUND_POLLS`` state reads, ``_ROUND_POLL_S`` apart."""
+        retried = False
+        for _ in range(_ROUND_POLLS):
+            state = self._state()
+            current = state.get("task") or {}
+            preparing = current.get("preparing") if state.get("stage") == "task" else None
+            if not preparing:
+                return state
+            if preparing.get("delayed") and not retried:
+                retried = True
+                state = self._post("refine-retry", {"task": task["id"]})
+                continue
+            time.sleep(_ROUND_POLL_S)
+        raise SimulationError(
+            f"worker {self.index}: round {preparing['round']} of task {task['id']} was not "
+            f"ready after {_ROUND_POLLS} polls"
+        )
 
     def _answer(self, question: dict, shift: float) -> object:
         if question["points"] is None:

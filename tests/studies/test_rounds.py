@@ -168,9 +168,11 @@ def test_a_second_refine_while_a_round_is_prepared_is_the_same_round(study):
     task = build_assignment(study).tasks.get(position=1)
     search_task_begin(task=task)
 
-    # No commit in this test's transaction: the hand-over waits, the round stays pending.
-    search_task_refine(task=task, client_event_id="refine-a")
-    search_task_refine(task=task, client_event_id="refine-b")
+    # With a broker, the hand-over waits for a commit that never comes in this test's
+    # transaction: the round stays pending (without one it would be computed at once).
+    with broker("redis://127.0.0.1:1/0"):
+        search_task_refine(task=task, client_event_id="refine-a")
+        search_task_refine(task=task, client_event_id="refine-b")
 
     rounds = IQRRound.objects.filter(task=task).order_by("number")
     assert [(r.number, r.status) for r in rounds] == [(0, "ready"), (1, "pending")]
@@ -367,7 +369,8 @@ def test_the_analysis_exports_what_each_round_ran(study):
     first = IQRRound.objects.get(task=task, number=0).ranking
     judge(task, first[:1], "marked_relevant")
     refine_now(task, "refine-1")
-    search_task_refine(task=task, client_event_id="refine-2")  # still being prepared
+    with broker("redis://127.0.0.1:1/0"):  # handed over at a commit that never comes
+        search_task_refine(task=task, client_event_id="refine-2")  # still being prepared
 
     table = study_round_table(study=study)
 

@@ -39,6 +39,7 @@ import threading
 import time
 from contextlib import contextmanager
 
+from celery import current_app
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -150,8 +151,7 @@ def search_round_request(*, task: SearchTask, client_event_id: str) -> IQRRound:
             iqr_round=number,
             payload={"positives": len(positives), "negatives": len(negatives)},
         )
-        round_id = round_.pk
-        transaction.on_commit(lambda: round_enqueue(round_id=round_id))
+        _hand_over(round_.pk)
     return round_
 
 
@@ -167,10 +167,20 @@ def search_round_retry(*, task: SearchTask) -> IQRRound:
         if pending is None:
             raise HitRefused("no round is being prepared", status=409)
         IQRRound.objects.filter(pk=pending.pk).update(status=IQRRound.Status.PENDING)
-        round_id = pending.pk
-        transaction.on_commit(lambda: round_enqueue(round_id=round_id))
+        _hand_over(pending.pk)
     pending.refresh_from_db()
     return pending
+
+
+def _hand_over(round_id: int) -> None:
+    """Enqueue the round once the caller's transaction commits (a gpu worker must find the
+    row). Without a broker the round is computed here and now, in the caller's transaction:
+    there is no other process to wait for, and a caller already inside a transaction (a test,
+    a request under ``ATOMIC_REQUESTS``) would otherwise never see it computed."""
+    if current_app.conf.task_always_eager:
+        round_enqueue(round_id=round_id)
+    else:
+        transaction.on_commit(lambda: round_enqueue(round_id=round_id))
 
 
 def round_enqueue(*, round_id: int) -> bool:
