@@ -251,6 +251,7 @@ def test_a_worker_killed_mid_chunk_leaves_every_map_exactly_once_and_rendered(
             "from_cache", flat=True
         )
     )
-    # Rendered after the whole group existed: one normalisation, every overlay stored.
-    assert rows.values("vmax").distinct().count() == 1
+    # Every overlay rendered once the group existed, its style and range stored with it (each
+    # map on its own scale, the default since overlays follow the papers' look).
+    assert all(row.vmax is not None and row.overlay_config.get("vmax") == row.vmax for row in rows)
     assert all(default_storage.exists(key) for key in rows.values_list("overlay_key", flat=True))
