@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 DEMO_IMAGES ?= 300
 PYTEST_ARGS ?=
+# Real gpu-queue workers refining rounds: they run in a pytest process of their own, because
+# the Celery producer pools that earlier tests switch between brokers leave them a closed pool.
+OWN_PROCESS_TESTS := tests/studies/test_rounds_worker.py
 
 .PHONY: install demo test lint format lock bench chromium clean rehearsal
 
@@ -36,7 +39,8 @@ chromium:
 test: install chromium
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ignore=$(OWN_PROCESS_TESTS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(OWN_PROCESS_TESTS)
 
 lint: install
 	$(BIN)/ruff check .
