@@ -10,7 +10,8 @@ Each worker, in its own thread: registers on the endpoint (US, 5,000 approved HI
 accepts the first HIT it may, does the HIT through the platform's pages
 (:class:`~analysis.simulation.worker.Worker` over
 :class:`~analysis.simulation.transport.HttpTransport`, loading each round's images and
-overlays as the browser does), and POSTs the final form to ``{turkSubmitTo}/mturk/
+overlays as the browser does) from a loopback address of its own (``127.1.0.1`` on; the
+plan's ``own_addresses: false`` sends them all from ``127.0.0.1``), and POSTs the final form to ``{turkSubmitTo}/mturk/
 externalSubmit``. No Django is imported: the driver knows the platform only through HTTP.
 
 ``drive.json``: one record per worker (worker id, MTurk assignment id, whether the platform
@@ -31,7 +32,7 @@ import urllib.request
 
 from . import SimulationReport, WorkerModel
 from .errors import SimulationError
-from .transport import HttpTransport, Traffic
+from .transport import HttpTransport, Traffic, loopback_address
 from .worker import SleepingClock, Worker
 
 
@@ -118,6 +119,7 @@ class Crowd:
                 base_url=plan["base_url"], study=plan["study"],
                 behind_proxy=bool(plan.get("behind_proxy", True)),
                 retry_seconds=float(plan.get("retry_seconds", 60)), traffic=self.traffic,
+                source_ip=loopback_address(index) if plan.get("own_addresses", True) else None,
             )  # fmt: skip
             report = SimulationReport(mode="mturk")
             worker = Worker(transport=transport, index=index, seed=seed, model=self.model,

@@ -78,6 +78,26 @@ def _loopback_cookies_unsecured(jar) -> None:
             cookie.secure = False
 
 
+def loopback_address(index: int) -> str:
+    """A loopback address of its own for simulated worker ``index`` (0 to 16,580,607):
+    ``127.<1 + index // 65025>.<index // 255 % 255>.<1 + index % 255>``, never ``127.0.0.1``."""
+    if not 0 <= index < 255 * 255 * 255:
+        raise ValueError(f"worker index must be in [0, {255**3}), got {index}")
+    return f"127.{1 + index // 65025}.{index // 255 % 255}.{1 + index % 255}"
+
+
+def _source_address_adapter(source_ip: str):
+    """A ``requests`` adapter whose connections leave from ``source_ip`` (any port)."""
+    from requests.adapters import HTTPAdapter
+
+    class SourceAddressAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            kwargs["source_address"] = (source_ip, 0)
+            super().init_poolmanager(*args, **kwargs)
+
+    return SourceAddressAdapter()
+
+
 class HttpTransport:
     """One worker's browser over HTTP against ``base_url`` (``http://127.0.0.1:18000``).
 
@@ -96,16 +116,24 @@ class HttpTransport:
         Seconds per attempt.
     traffic : Traffic, optional
         Shared counters (one per run).
+    source_ip : str, optional
+        The local address every connection is made from (a loopback address of its own per
+        simulated worker, e.g. ``127.0.3.7``, so the platform's per-IP limits see a crowd of
+        addresses, as from real workers, instead of one).
     """
 
     def __init__(self, *, base_url: str, study: str, behind_proxy: bool = False,
                  retry_seconds: float = 60.0, timeout: float = 30.0,
-                 traffic: Traffic | None = None) -> None:  # fmt: skip
+                 traffic: Traffic | None = None, source_ip: str | None = None) -> None:  # fmt: skip
         import requests
 
         self.base = base_url.rstrip("/")
         self.study = study
         self.session = requests.Session()
+        if source_ip is not None:
+            adapter = _source_address_adapter(source_ip)
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
         self.retry_seconds, self.timeout = retry_seconds, timeout
         self.traffic = traffic or Traffic()
         self.csrf = ""

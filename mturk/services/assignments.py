@@ -51,6 +51,7 @@ class SyncReport:
     held: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     granted: list[str] = field(default_factory=list)
+    grant_failed: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         return [
@@ -65,6 +66,7 @@ class SyncReport:
             f"held for review (MTurk pays them at the time shown unless rejected): {self.held}",
             f"rejected by the study's rule: {self.rejected}",
             f"workers given the participated qualification: {self.granted}",
+            f"grants MTurk refused or failed (retried by the next sync): {self.grant_failed}",
         ]
 
 
@@ -97,7 +99,8 @@ def assignments_sync(*, study: Any, client: Any, now: dt.datetime | None = None)
 
     Side effects: ``AssignmentRecord`` rows mirror MTurk's listing; the "participated"
     qualification is granted to each worker MTurk lists (the worker MTurk knows, never an id
-    typed into a URL); a submission the platform cannot pay (unknown here, incomplete here, or
+    typed into a URL; a grant MTurk fails is listed in ``grant_failed`` and sent again by the
+    next sync); a submission the platform cannot pay (unknown here, incomplete here, or
     another worker or HIT than here) is held in the report or rejected, by the study's
     ``incomplete_submissions`` rule; assignments gone from MTurk are marked returned.
     """
@@ -125,7 +128,14 @@ def assignments_sync(*, study: Any, client: Any, now: dt.datetime | None = None)
             if problem and item["AssignmentStatus"] == AssignmentRecord.Status.SUBMITTED:
                 _apply_rule(item, problem, settings.incomplete_submissions, client, report)
     for worker_id in dict.fromkeys(workers):
-        if participation_grant(study=study, worker_id=worker_id, client=client):
+        # One grant MTurk fails (throttled past the client's retries, a ServiceFault) must not
+        # stop the sync that pays everyone: its request stays pending and the next sync sends it.
+        try:
+            granted = participation_grant(study=study, worker_id=worker_id, client=client)
+        except MTurkServiceError as exc:
+            report.grant_failed.append(f"{worker_id}: {exc.code}")
+            continue
+        if granted:
             report.granted.append(worker_id)
     here = Assignment.objects.filter(study=study, participant__source="mturk").exclude(
         mturk_assignment_id=""

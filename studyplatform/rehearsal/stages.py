@@ -118,6 +118,12 @@ def rehearsal_finish(*, study_slug: str, mturk_url: str, mturk_state: Path, driv
     out: dict = {"outbox": _outbox_drained(outbox_timeout)}
     sync = assignments_sync(study=study, client=client)
     out["sync"] = sync.lines()
+    for _ in range(5):  # grants MTurk failed are sent again by the next sync, as beat would
+        if not sync.grant_failed:
+            break
+        time.sleep(2)
+        sync = assignments_sync(study=study, client=client)
+        out["sync"] += sync.lines()[-2:]
     approved, errors = 0, []
     for assignment in study.assignments.filter(status=Assignment.Status.SUBMITTED):
         try:
@@ -164,8 +170,9 @@ def _analysis_summary(analysis) -> str:
     return type(analysis).__name__
 
 
-def _endpoint_rows(mturk_state: Path) -> tuple[list[dict], list[dict], str]:
-    """The endpoint's assignments and bonuses, and its balance, read from its state file."""
+def _endpoint_rows(mturk_state: Path) -> tuple[list[dict], list[dict], str, set[tuple[str, str]]]:
+    """The endpoint's assignments, bonuses, balance and the workers holding a granted
+    qualifications as (type id, worker id), read from its state file."""
     db = sqlite3.connect(f"file:{mturk_state}?mode=ro", uri=True, timeout=30)
     db.row_factory = sqlite3.Row
     try:
@@ -176,9 +183,15 @@ def _endpoint_rows(mturk_state: Path) -> tuple[list[dict], list[dict], str]:
             dict(r) for r in db.execute("SELECT worker_id, assignment_id, amount FROM bonuses")
         ]
         balance = db.execute("SELECT value FROM meta WHERE key='balance'").fetchone()[0]
+        qualified = {
+            (r[0], r[1])
+            for r in db.execute(
+                "SELECT type_id, worker_id FROM qualifications WHERE status='Granted'"
+            )
+        }
     finally:
         db.close()
-    return assignments, bonuses, balance
+    return assignments, bonuses, balance, qualified
 
 
 def rehearsal_check(*, study, mturk_state: Path, drive: dict) -> dict:
@@ -188,14 +201,16 @@ def rehearsal_check(*, study, mturk_state: Path, drive: dict) -> dict:
     * bonus at most once per assignment on MTurk;
     * every event id the platform acknowledged to a page is stored exactly once;
     * no (task pair, order) cell holds more workers than the study's repetitions;
-    * no worker holds two assignments, here or on MTurk.
+    * no worker holds two assignments, here or on MTurk;
+    * every worker MTurk listed holds the "participated" qualification (repeat workers blocked).
     """
+    from mturk.models import QualificationType
     from mturk.selectors import money_spent
     from studyplatform.studies.models import Assignment, Event
     from studyplatform.studies.services.assignments import HOLDING
 
     checks: dict = {}
-    on_mturk, bonuses, balance = _endpoint_rows(mturk_state)
+    on_mturk, bonuses, balance, qualified = _endpoint_rows(mturk_state)
     seen = [a for a in on_mturk if a["status"] in ("Submitted", "Approved", "Rejected")]
     here = {a.mturk_assignment_id: a for a in Assignment.objects.filter(study=study)}
     incomplete = [
@@ -256,6 +271,17 @@ def rehearsal_check(*, study, mturk_state: Path, drive: dict) -> dict:
     checks["no worker with two HITs"] = {
         "ok": two_here == 0 and two_there == 0,
         "detail": f"{two_here} workers with two assignments here, {two_there} on MTurk",
+    }
+    listed = {a["worker_id"] for a in seen}
+    participated = set(
+        QualificationType.objects.filter(environment="local", study=study).values_list(
+            "qualification_type_id", flat=True
+        )
+    )
+    unqualified = sorted(w for w in listed if not any((t, w) in qualified for t in participated))
+    checks["every worker MTurk listed holds the participated qualification"] = {
+        "ok": bool(listed) and not unqualified,
+        "detail": f"{len(listed)} workers listed, {len(unqualified)} without it {unqualified[:5]}",
     }
     return checks
 

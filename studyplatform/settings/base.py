@@ -299,9 +299,11 @@ HIT_NO_PROGRESS_MINUTES = env_int("HIT_NO_PROGRESS_MINUTES", 20)
 HIT_NO_PROGRESS_MAX_SHARE = float(os.environ.get("HIT_NO_PROGRESS_MAX_SHARE", "0.5"))
 # Opening a HIT (the MTurk page or a lab code), counted in Django's cache (Redis when
 # REDIS_URL is set, so every web process shares the counts): per client IP per 10 minutes and
-# per study per minute; over either, the page answers 429.
+# per study per minute; over either, the page answers 429. The per-study count lets a launch's
+# burst in (hundreds of workers accept in the first minute after HITs are posted); squatting
+# from one address is held by the per-IP count and HIT_NO_PROGRESS_MAX_SHARE.
 HIT_OPEN_PER_IP_PER_10_MINUTES = env_int("HIT_OPEN_PER_IP_PER_10_MINUTES", 30)
-HIT_OPEN_PER_STUDY_PER_MINUTE = env_int("HIT_OPEN_PER_STUDY_PER_MINUTE", 120)
+HIT_OPEN_PER_STUDY_PER_MINUTE = env_int("HIT_OPEN_PER_STUDY_PER_MINUTE", 600)
 # Requests to the worker page's JSON endpoints (images included), in DRF's rate syntax, per
 # client IP (a lab room shares one) and per study; over either: 429.
 HIT_API_RATE_PER_IP = os.environ.get("HIT_API_RATE_PER_IP", "1200/minute")

@@ -172,3 +172,44 @@ def test_an_auto_approval_delay_too_short_to_review_is_refused(study, change, fi
         72 * 3600,
         "hold",
     )
+
+
+def test_a_grant_mturk_fails_does_not_stop_the_sync_and_the_next_sync_sends_it(
+    study, client, local_mturk, published
+):
+    # Two workers submitted; MTurk answers the first grant with a ServiceFault (400: not retried
+    # by the client). Both are still reconciled and the second granted; the next sync grants
+    # the first with the same recorded request.
+    ids = [accept(local_mturk, worker, published[0]) for worker in ("AONE", "ATWO")]
+    for worker, mturk_id in zip(("AONE", "ATWO"), ids, strict=True):
+        platform_assignment(
+            study=study,
+            worker_id=worker,
+            mturk_assignment_id=mturk_id,
+            hit_id=published[0].hit_id,
+            status="submitted",
+        )
+        submit_on_mturk(local_mturk, mturk_id)
+    local_mturk.fault("AssociateQualificationWithWorker", "fault", 1)
+
+    first = assignments_sync(study=study, client=client)
+
+    assert first.listed == 2
+    assert len(first.grant_failed) == 1
+    assert first.grant_failed[0].endswith(": ServiceFault")
+    failed_worker = first.grant_failed[0].split(":")[0]
+    assert set(first.granted) == {"AONE", "ATWO"} - {failed_worker}
+    pending = RequestRecord.objects.get(
+        operation="associate_qualification_with_worker", params__WorkerId=failed_worker
+    )
+    assert pending.status == RequestRecord.Status.PENDING
+    assert "ServiceFault" in pending.error
+
+    second = assignments_sync(study=study, client=client)
+
+    assert second.grant_failed == []
+    assert second.granted == [failed_worker]
+    pending.refresh_from_db()
+    assert pending.status == RequestRecord.Status.DONE
+    for mturk_id in ids:  # both are payable: the failed grant held nobody's money
+        assignment_approve(mturk_assignment_id=mturk_id, client=client)

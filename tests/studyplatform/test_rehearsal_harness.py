@@ -1,6 +1,6 @@
 """The rehearsal's harness end to end on a small scale: the crowd's driver against a served
-platform over HTTP (Django's live server), the local MTurk endpoint losing the answers of an
-approval and a bonus, then the finish (outbox, sync, approve, bonus twice, analysis) and every
+platform over HTTP (Django's live server), each worker from a loopback address of its own, the
+local MTurk endpoint losing the answers of an approval and a bonus and failing a grant, then the finish (outbox, sync, approve, bonus twice, analysis) and every
 invariant of the report."""
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ def test_a_small_crowd_over_http_leaves_every_invariant_true(
     # The answers of one approval and one bonus are lost on the way back.
     _control(local_mturk.url, "faults", {"operation": "ApproveAssignment", "kind": "drop"})
     _control(local_mturk.url, "faults", {"operation": "SendBonus", "kind": "drop"})
+    # MTurk fails one "participated" grant: the finish syncs again until every worker holds it.
+    _control(
+        local_mturk.url,
+        "faults",
+        {"operation": "AssociateQualificationWithWorker", "kind": "fault", "count": 1},
+    )
     drive["initial_balance"] = "1000.00"
 
     finish = rehearsal_finish(
